@@ -1,0 +1,26 @@
+use sea_orm::entity::prelude::*;
+
+/// An account. `username_key` and `email_key` are the lowercased forms that
+/// carry the case-insensitive unique indexes.
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "users")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: Uuid,
+    pub username: String,
+    #[sea_orm(unique)]
+    pub username_key: String,
+    pub email: String,
+    #[sea_orm(unique)]
+    pub email_key: String,
+    pub password_hash: String,
+    pub role: String,
+    pub blocked: bool,
+    pub created_at: ChronoDateTimeUtc,
+    pub updated_at: ChronoDateTimeUtc,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

@@ -1,0 +1,281 @@
+use std::sync::Arc;
+
+use chrono::{DateTime, TimeZone, Utc};
+use poem::web::Data;
+use poem::{Request, http::header};
+use poem_openapi::{ApiResponse, Object, OpenApi, param::Path, payload::Json};
+use secrecy::SecretString;
+use uuid::Uuid;
+
+use super::{
+    Tag,
+    security::{Access, Refresh},
+    text::Text,
+    users::User,
+};
+use crate::{
+    accounts::{self, Identifier, NewAccount},
+    auth::{
+        claims::Role,
+        sessions::{self, ClientMeta, IssuedTokens},
+    },
+    error::{ApiError, ApiResult},
+    state::AppState,
+};
+
+#[derive(Object)]
+pub struct Register {
+    pub username: Text,
+    pub email: Text,
+    pub password: Text,
+}
+
+/// Exactly one of `email` and `username`.
+#[derive(Object)]
+pub struct Login {
+    pub email: Option<Text>,
+    pub username: Option<Text>,
+    pub password: Text,
+}
+
+#[derive(Object)]
+pub struct TokenPair {
+    pub access_token: String,
+    pub refresh_token: String,
+    /// Always `Bearer`.
+    pub token_type: String,
+    /// Seconds until the access token expires.
+    pub expires_in: i64,
+    /// Seconds until the session (and so the refresh token) ends.
+    pub refresh_expires_in: i64,
+    pub user_id: Uuid,
+}
+
+impl From<IssuedTokens> for TokenPair {
+    fn from(t: IssuedTokens) -> Self {
+        Self {
+            access_token: t.access_token,
+            refresh_token: t.refresh_token,
+            token_type: "Bearer".into(),
+            expires_in: t.expires_in,
+            refresh_expires_in: t.refresh_expires_in,
+            user_id: t.user_id,
+        }
+    }
+}
+
+#[derive(Object)]
+pub struct Verified {
+    pub sub: Uuid,
+    pub role: Role,
+    pub sid: Uuid,
+    pub jti: Uuid,
+    /// Expiry, unix seconds.
+    pub exp: i64,
+    pub fresh: bool,
+}
+
+#[derive(Object)]
+pub struct Session {
+    pub id: Uuid,
+    pub created_at: DateTime<Utc>,
+    pub last_used_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub user_agent: Option<String>,
+    pub ip: Option<String>,
+    /// True for the session of the token making this request.
+    pub current: bool,
+}
+
+#[derive(ApiResponse)]
+enum Registered {
+    #[oai(status = 201)]
+    Created(Json<User>),
+}
+
+#[derive(ApiResponse)]
+enum Tokens {
+    /// Tokens are secrets: never cached.
+    #[oai(status = 200)]
+    Ok(Json<TokenPair>, #[oai(header = "Cache-Control")] String),
+}
+
+fn tokens(t: IssuedTokens) -> Tokens {
+    Tokens::Ok(Json(t.into()), "no-store".into())
+}
+
+#[derive(ApiResponse)]
+enum NoContent {
+    #[oai(status = 204)]
+    Done,
+}
+
+#[derive(ApiResponse)]
+enum VerifyResponse {
+    /// The token is valid; the headers are for gateway forward-auth.
+    #[oai(status = 200)]
+    Ok(
+        Json<Verified>,
+        #[oai(header = "x-auth-user-id")] String,
+        #[oai(header = "x-auth-user-role")] String,
+    ),
+}
+
+fn ts(secs: i64) -> DateTime<Utc> {
+    Utc.timestamp_opt(secs, 0).single().unwrap_or_default()
+}
+
+pub struct AuthApi;
+
+fn client_meta(state: &AppState, req: &Request) -> ClientMeta {
+    let user_agent = req
+        .headers()
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(|s| s.chars().take(256).collect());
+    ClientMeta {
+        user_agent,
+        ip: crate::http::client_ip(req, state.settings.trust_forwarded),
+    }
+}
+
+#[OpenApi(tag = "Tag::Auth")]
+impl AuthApi {
+    /// Create an account (role `user`).
+    #[oai(path = "/auth/register", method = "post", operation_id = "register")]
+    async fn register(
+        &self,
+        state: Data<&Arc<AppState>>,
+        body: Json<Register>,
+    ) -> ApiResult<Registered> {
+        let body = body.0;
+        let user = accounts::register(
+            &state.db,
+            &state.passwords,
+            NewAccount {
+                username: body.username.0,
+                email: body.email.0,
+                password: SecretString::from(body.password.0),
+            },
+            Role::User,
+        )
+        .await?;
+        Ok(Registered::Created(Json(user.into())))
+    }
+
+    /// Log in with email or username and password: a fresh access token and
+    /// a refresh token starting a new session.
+    #[oai(path = "/auth/login", method = "post", operation_id = "login")]
+    async fn login(
+        &self,
+        state: Data<&Arc<AppState>>,
+        req: &Request,
+        body: Json<Login>,
+    ) -> ApiResult<Tokens> {
+        let body = body.0;
+        let ident = match (body.email, body.username) {
+            (Some(e), None) => Identifier::Email(e.0),
+            (None, Some(u)) => Identifier::Username(u.0),
+            _ => {
+                return Err(ApiError::BadRequest(
+                    "Send exactly one of `email` and `username`.".into(),
+                ));
+            }
+        };
+        let user = accounts::authenticate(
+            &state.db,
+            &state.passwords,
+            &ident,
+            SecretString::from(body.password.0),
+        )
+        .await?;
+        let issued = sessions::login(&state, &user, client_meta(&state, req)).await?;
+        Ok(tokens(issued))
+    }
+
+    /// Rotate the refresh token (send it as the bearer token).
+    #[oai(path = "/auth/refresh", method = "post", operation_id = "refresh")]
+    async fn refresh(&self, state: Data<&Arc<AppState>>, auth: Refresh) -> ApiResult<Tokens> {
+        Ok(tokens(sessions::refresh(&state, &auth.0).await?))
+    }
+
+    /// Revoke this access token and end its session.
+    #[oai(path = "/auth/logout", method = "post", operation_id = "logout")]
+    async fn logout(&self, state: Data<&Arc<AppState>>, auth: Access) -> ApiResult<NoContent> {
+        sessions::logout(&state, &auth.0).await?;
+        Ok(NoContent::Done)
+    }
+
+    /// End every session of the caller.
+    #[oai(
+        path = "/auth/logout-all",
+        method = "post",
+        operation_id = "logout_all"
+    )]
+    async fn logout_all(&self, state: Data<&Arc<AppState>>, auth: Access) -> ApiResult<NoContent> {
+        sessions::revoke_user(&state, auth.0.sub).await?;
+        Ok(NoContent::Done)
+    }
+
+    /// Check an access token (gateway forward-auth).
+    #[oai(path = "/auth/verify", method = "get", operation_id = "verify")]
+    async fn verify(&self, auth: Access) -> ApiResult<VerifyResponse> {
+        let c = auth.0;
+        let role = c.role();
+        Ok(VerifyResponse::Ok(
+            Json(Verified {
+                sub: c.sub,
+                role,
+                sid: c.sid,
+                jti: c.jti,
+                exp: c.exp,
+                fresh: c.is_fresh(),
+            }),
+            c.sub.to_string(),
+            role.as_str().to_owned(),
+        ))
+    }
+
+    /// The caller's live sessions.
+    #[oai(
+        path = "/auth/sessions",
+        method = "get",
+        operation_id = "list_sessions"
+    )]
+    async fn sessions(
+        &self,
+        state: Data<&Arc<AppState>>,
+        auth: Access,
+    ) -> ApiResult<Json<Vec<Session>>> {
+        let list = state.store.sessions(auth.0.sub).await?;
+        Ok(Json(
+            list.into_iter()
+                .map(|s| Session {
+                    current: s.sid == auth.0.sid,
+                    id: s.sid,
+                    created_at: ts(s.created_at),
+                    last_used_at: ts(s.last_used_at),
+                    expires_at: ts(s.expires_at),
+                    user_agent: s.user_agent,
+                    ip: s.ip,
+                })
+                .collect(),
+        ))
+    }
+
+    /// End one of the caller's sessions.
+    #[oai(
+        path = "/auth/sessions/:id",
+        method = "delete",
+        operation_id = "delete_session"
+    )]
+    async fn delete_session(
+        &self,
+        state: Data<&Arc<AppState>>,
+        auth: Access,
+        id: Path<Uuid>,
+    ) -> ApiResult<NoContent> {
+        sessions::end_own_session(&state, auth.0.sub, id.0).await?;
+        Ok(NoContent::Done)
+    }
+}

@@ -1,0 +1,30 @@
+//! Thin poem-openapi handlers, one file per tag.
+
+use poem_openapi::{OpenApiService, Tags};
+
+pub mod auth;
+pub mod health;
+pub mod security;
+pub mod text;
+pub mod users;
+
+#[derive(Tags)]
+pub enum Tag {
+    /// Login, refresh, logout and sessions.
+    Auth,
+    /// Accounts.
+    Users,
+    /// Liveness and readiness.
+    Health,
+}
+
+pub type Apis = (auth::AuthApi, users::UsersApi, health::HealthApi);
+
+pub fn service() -> OpenApiService<Apis, ()> {
+    OpenApiService::new(
+        (auth::AuthApi, users::UsersApi, health::HealthApi),
+        "Tessera",
+        env!("CARGO_PKG_VERSION"),
+    )
+    .description("JWT authentication service: accounts, access and refresh tokens, sessions.")
+}

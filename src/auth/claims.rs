@@ -1,0 +1,65 @@
+//! The claims of Tessera's tokens (API.md, "Tokens").
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenType {
+    Access,
+    Refresh,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, poem_openapi::Enum)]
+#[serde(rename_all = "lowercase")]
+#[oai(rename_all = "lowercase")]
+pub enum Role {
+    User,
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::User => "user",
+            Role::Admin => "admin",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "user" => Some(Role::User),
+            "admin" => Some(Role::Admin),
+            _ => None,
+        }
+    }
+}
+
+/// Field order is the serialisation order, which must stay stable: the grace
+/// rule re-signs the current refresh token byte-identically from these claims.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    pub iss: String,
+    pub aud: String,
+    pub sub: Uuid,
+    pub iat: i64,
+    pub nbf: i64,
+    pub exp: i64,
+    pub jti: Uuid,
+    pub typ: TokenType,
+    pub sid: Uuid,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<Role>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fresh: Option<bool>,
+}
+
+impl Claims {
+    pub fn role(&self) -> Role {
+        self.role.unwrap_or(Role::User)
+    }
+
+    pub fn is_fresh(&self) -> bool {
+        self.fresh.unwrap_or(false)
+    }
+}

@@ -1,0 +1,7 @@
+//! The rules of tokens and passwords. No HTTP in here.
+
+pub mod claims;
+pub mod keys;
+pub mod password;
+pub mod sessions;
+pub mod store;

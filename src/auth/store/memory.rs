@@ -1,0 +1,183 @@
+//! In-memory token store for a single instance: the same behaviour as Redis,
+//! with expiry checked on read and swept periodically.
+
+use std::collections::{HashMap, HashSet};
+
+use async_trait::async_trait;
+use parking_lot::Mutex;
+use uuid::Uuid;
+
+use super::{Rotation, SessionRecord, StoreResult, TokenStore, now_secs};
+
+#[derive(Default)]
+struct Inner {
+    sessions: HashMap<Uuid, SessionRecord>,
+    /// (sid, jti) -> expiry (unix seconds)
+    revoked: HashMap<(Uuid, Uuid), i64>,
+    by_user: HashMap<Uuid, HashSet<Uuid>>,
+    writes: u64,
+}
+
+impl Inner {
+    fn live_session(&mut self, sid: Uuid, now: i64) -> Option<&mut SessionRecord> {
+        if self.sessions.get(&sid).is_some_and(|s| s.expires_at <= now) {
+            self.remove_session(sid);
+        }
+        self.sessions.get_mut(&sid)
+    }
+
+    fn remove_session(&mut self, sid: Uuid) -> bool {
+        match self.sessions.remove(&sid) {
+            Some(s) => {
+                if let Some(set) = self.by_user.get_mut(&s.user_id) {
+                    set.remove(&sid);
+                    if set.is_empty() {
+                        self.by_user.remove(&s.user_id);
+                    }
+                }
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Drops expired entries now and then, so memory tracks live state only.
+    fn maybe_sweep(&mut self, now: i64) {
+        self.writes += 1;
+        if self.writes % 1024 != 0 {
+            return;
+        }
+        self.revoked.retain(|_, exp| *exp > now);
+        let expired: Vec<Uuid> = self
+            .sessions
+            .values()
+            .filter(|s| s.expires_at <= now)
+            .map(|s| s.sid)
+            .collect();
+        for sid in expired {
+            self.remove_session(sid);
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct MemoryStore {
+    inner: Mutex<Inner>,
+}
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+#[async_trait]
+impl TokenStore for MemoryStore {
+    async fn check(&self, sid: Uuid, jti: Uuid) -> StoreResult<bool> {
+        let now = now_secs();
+        let mut inner = self.inner.lock();
+        if inner.live_session(sid, now).is_none() {
+            return Ok(false);
+        }
+        Ok(!inner.revoked.get(&(sid, jti)).is_some_and(|exp| *exp > now))
+    }
+
+    async fn start_session(&self, session: &SessionRecord) -> StoreResult<()> {
+        let now = now_secs();
+        let mut inner = self.inner.lock();
+        inner.maybe_sweep(now);
+        inner
+            .by_user
+            .entry(session.user_id)
+            .or_default()
+            .insert(session.sid);
+        inner.sessions.insert(session.sid, session.clone());
+        Ok(())
+    }
+
+    async fn rotate(
+        &self,
+        sid: Uuid,
+        presented: Uuid,
+        new_jti: Uuid,
+        new_iat: i64,
+        now_ms: i64,
+        grace_ms: i64,
+    ) -> StoreResult<Rotation> {
+        let mut inner = self.inner.lock();
+        let Some(s) = inner.live_session(sid, now_ms.div_euclid(1000)) else {
+            return Ok(Rotation::Gone);
+        };
+        if s.current_jti == presented {
+            s.parent_jti = Some(presented);
+            s.rotated_ms = Some(now_ms);
+            s.current_jti = new_jti;
+            s.current_iat = new_iat;
+            s.last_used_at = now_ms.div_euclid(1000);
+            return Ok(Rotation::Rotated(s.clone()));
+        }
+        let within_grace = grace_ms > 0
+            && s.parent_jti == Some(presented)
+            && s.rotated_ms.is_some_and(|at| now_ms - at <= grace_ms);
+        if within_grace {
+            return Ok(Rotation::WithinGrace(s.clone()));
+        }
+        inner.remove_session(sid);
+        Ok(Rotation::Reused)
+    }
+
+    async fn revoke_jti(&self, sid: Uuid, jti: Uuid, ttl_secs: i64) -> StoreResult<()> {
+        if ttl_secs <= 0 {
+            return Ok(());
+        }
+        let now = now_secs();
+        let mut inner = self.inner.lock();
+        inner.maybe_sweep(now);
+        inner.revoked.insert((sid, jti), now + ttl_secs);
+        Ok(())
+    }
+
+    async fn session(&self, sid: Uuid) -> StoreResult<Option<SessionRecord>> {
+        Ok(self.inner.lock().live_session(sid, now_secs()).cloned())
+    }
+
+    async fn end_session(&self, _user_id: Uuid, sid: Uuid) -> StoreResult<bool> {
+        let now = now_secs();
+        let mut inner = self.inner.lock();
+        let live = inner.live_session(sid, now).is_some();
+        Ok(inner.remove_session(sid) && live)
+    }
+
+    async fn end_user_sessions(&self, user_id: Uuid) -> StoreResult<()> {
+        let mut inner = self.inner.lock();
+        let sids: Vec<Uuid> = inner
+            .by_user
+            .get(&user_id)
+            .map(|s| s.iter().copied().collect())
+            .unwrap_or_default();
+        for sid in sids {
+            inner.remove_session(sid);
+        }
+        Ok(())
+    }
+
+    async fn sessions(&self, user_id: Uuid) -> StoreResult<Vec<SessionRecord>> {
+        let now = now_secs();
+        let mut inner = self.inner.lock();
+        let sids: Vec<Uuid> = inner
+            .by_user
+            .get(&user_id)
+            .map(|s| s.iter().copied().collect())
+            .unwrap_or_default();
+        let mut out: Vec<SessionRecord> = sids
+            .into_iter()
+            .filter_map(|sid| inner.live_session(sid, now).cloned())
+            .collect();
+        out.sort_by_key(|s| (s.created_at, s.sid));
+        Ok(out)
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        Ok(())
+    }
+}

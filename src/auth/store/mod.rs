@@ -1,0 +1,103 @@
+//! The token store: the only door to revocation state. Two implementations
+//! (Redis, in-memory) share one behaviour suite (tests/api/store.rs).
+
+mod memory;
+mod redis;
+
+pub use self::memory::MemoryStore;
+pub use self::redis::RedisStore;
+
+use async_trait::async_trait;
+use uuid::Uuid;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("token store unavailable: {0}")]
+    Unavailable(String),
+    #[error("token store returned malformed data: {0}")]
+    Corrupt(String),
+}
+
+impl From<StoreError> for crate::error::ApiError {
+    fn from(e: StoreError) -> Self {
+        crate::error::ApiError::unavailable(e)
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// A refresh-token family. Times are unix seconds except `rotated_ms`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRecord {
+    pub sid: Uuid,
+    pub user_id: Uuid,
+    /// jti and iat of the current (only valid) refresh token.
+    pub current_jti: Uuid,
+    pub current_iat: i64,
+    /// The refresh token the current one replaced, and when (unix ms).
+    pub parent_jti: Option<Uuid>,
+    pub rotated_ms: Option<i64>,
+    pub created_at: i64,
+    pub last_used_at: i64,
+    /// Absolute end of the session (login + refresh TTL).
+    pub expires_at: i64,
+    pub user_agent: Option<String>,
+    pub ip: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rotation {
+    /// The presented token was current; the session now has `new_jti`.
+    Rotated(SessionRecord),
+    /// The presented token is the immediate parent within the grace window:
+    /// the session is unchanged and its current token may be re-issued.
+    WithinGrace(SessionRecord),
+    /// An older token was presented: the session has been revoked.
+    Reused,
+    /// No such session (ended, revoked or expired).
+    Gone,
+}
+
+#[async_trait]
+pub trait TokenStore: Send + Sync + 'static {
+    /// Is an access token with this session and jti still good? One round trip.
+    async fn check(&self, sid: Uuid, jti: Uuid) -> StoreResult<bool>;
+
+    async fn start_session(&self, session: &SessionRecord) -> StoreResult<()>;
+
+    /// Atomic: of N concurrent calls with the same `presented` jti exactly one
+    /// gets `Rotated`.
+    async fn rotate(
+        &self,
+        sid: Uuid,
+        presented: Uuid,
+        new_jti: Uuid,
+        new_iat: i64,
+        now_ms: i64,
+        grace_ms: i64,
+    ) -> StoreResult<Rotation>;
+
+    /// Revokes one access token for `ttl_secs` (its remaining lifetime).
+    async fn revoke_jti(&self, sid: Uuid, jti: Uuid, ttl_secs: i64) -> StoreResult<()>;
+
+    async fn session(&self, sid: Uuid) -> StoreResult<Option<SessionRecord>>;
+
+    /// Ends a session; returns whether it existed.
+    async fn end_session(&self, user_id: Uuid, sid: Uuid) -> StoreResult<bool>;
+
+    /// Ends every live session of the user.
+    async fn end_user_sessions(&self, user_id: Uuid) -> StoreResult<()>;
+
+    /// The user's live sessions, oldest first.
+    async fn sessions(&self, user_id: Uuid) -> StoreResult<Vec<SessionRecord>>;
+
+    async fn ping(&self) -> StoreResult<()>;
+}
+
+pub fn now_secs() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}

@@ -1,0 +1,363 @@
+//! Redis token store. A session's keys share the `{sid}` hash tag, so the
+//! check and the rotation script touch one Redis Cluster slot.
+//!
+//! Keys (prefix `P`):
+//! - `P{sid}:session`: hash of the session; expires at the session's end.
+//! - `P{sid}:revoked:<jti>`: a revoked access token; expires with the token.
+//! - `Puser:{uid}:sessions`: set of the user's session ids; expires with the
+//!   last of them (stale members are pruned when listed).
+
+use std::{collections::HashMap, future::Future, time::Duration};
+
+use async_trait::async_trait;
+use deadpool_redis::{Config, Pool, Runtime, Timeouts, redis};
+use uuid::Uuid;
+
+use super::{Rotation, SessionRecord, StoreError, StoreResult, TokenStore, now_secs};
+
+/// Bounds every store call, so an unreachable Redis fails closed quickly.
+const OP_TIMEOUT: Duration = Duration::from_secs(2);
+
+const ROTATE: &str = r#"
+local k = KEYS[1]
+local cur = redis.call('HGET', k, 'cur')
+if not cur then return {'gone'} end
+local presented, new_jti, new_iat = ARGV[1], ARGV[2], ARGV[3]
+local now_ms, grace_ms = tonumber(ARGV[4]), tonumber(ARGV[5])
+if cur == presented then
+  redis.call('HSET', k, 'cur', new_jti, 'cur_iat', new_iat, 'parent', presented,
+    'rotated_ms', ARGV[4], 'last_used', tostring(math.floor(now_ms / 1000)))
+  local out = redis.call('HGETALL', k)
+  table.insert(out, 1, 'rotated')
+  return out
+end
+local parent = redis.call('HGET', k, 'parent')
+local rotated = tonumber(redis.call('HGET', k, 'rotated_ms') or '0')
+if grace_ms > 0 and parent == presented and (now_ms - rotated) <= grace_ms then
+  local out = redis.call('HGETALL', k)
+  table.insert(out, 1, 'grace')
+  return out
+end
+redis.call('DEL', k)
+return {'reused'}
+"#;
+
+pub struct RedisStore {
+    pool: Pool,
+    prefix: String,
+    rotate: redis::Script,
+}
+
+fn unavailable(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+impl RedisStore {
+    pub fn new(url: &str, prefix: &str) -> Result<Self, StoreError> {
+        let mut cfg = Config::from_url(url);
+        let mut pool_cfg = cfg.get_pool_config();
+        pool_cfg.max_size = 32;
+        pool_cfg.timeouts = Timeouts {
+            wait: Some(OP_TIMEOUT),
+            create: Some(OP_TIMEOUT),
+            recycle: Some(OP_TIMEOUT),
+        };
+        cfg.pool = Some(pool_cfg);
+        let pool = cfg
+            .create_pool(Some(Runtime::Tokio1))
+            .map_err(unavailable)?;
+        Ok(Self {
+            pool,
+            prefix: prefix.to_owned(),
+            rotate: redis::Script::new(ROTATE),
+        })
+    }
+
+    fn session_key(&self, sid: Uuid) -> String {
+        format!("{}{{{sid}}}:session", self.prefix)
+    }
+
+    fn revoked_key(&self, sid: Uuid, jti: Uuid) -> String {
+        format!("{}{{{sid}}}:revoked:{jti}", self.prefix)
+    }
+
+    fn user_key(&self, user_id: Uuid) -> String {
+        format!("{}user:{{{user_id}}}:sessions", self.prefix)
+    }
+
+    /// Runs one store operation with a pooled connection and a deadline.
+    async fn run<T, F, Fut>(&self, f: F) -> StoreResult<T>
+    where
+        F: FnOnce(deadpool_redis::Connection) -> Fut,
+        Fut: Future<Output = redis::RedisResult<T>>,
+    {
+        let work = async {
+            let conn = self.pool.get().await.map_err(unavailable)?;
+            f(conn).await.map_err(unavailable)
+        };
+        tokio::time::timeout(OP_TIMEOUT, work)
+            .await
+            .map_err(|_| StoreError::Unavailable("timed out".into()))?
+    }
+}
+
+fn field<'a>(h: &'a HashMap<String, String>, name: &str) -> StoreResult<&'a str> {
+    h.get(name)
+        .map(String::as_str)
+        .ok_or_else(|| StoreError::Corrupt(format!("session without {name}")))
+}
+
+fn parse<T: std::str::FromStr>(h: &HashMap<String, String>, name: &str) -> StoreResult<T> {
+    field(h, name)?
+        .parse()
+        .map_err(|_| StoreError::Corrupt(format!("bad {name}")))
+}
+
+fn record_from_hash(sid: Uuid, h: &HashMap<String, String>) -> StoreResult<SessionRecord> {
+    let opt = |name: &str| h.get(name).filter(|v| !v.is_empty()).cloned();
+    Ok(SessionRecord {
+        sid,
+        user_id: parse(h, "user")?,
+        current_jti: parse(h, "cur")?,
+        current_iat: parse(h, "cur_iat")?,
+        parent_jti: opt("parent").and_then(|v| v.parse().ok()),
+        rotated_ms: opt("rotated_ms").and_then(|v| v.parse().ok()),
+        created_at: parse(h, "created")?,
+        last_used_at: parse(h, "last_used")?,
+        expires_at: parse(h, "exp")?,
+        user_agent: opt("ua"),
+        ip: opt("ip"),
+    })
+}
+
+fn pairs_to_hash(flat: &[String]) -> HashMap<String, String> {
+    flat.chunks_exact(2)
+        .map(|kv| (kv[0].clone(), kv[1].clone()))
+        .collect()
+}
+
+#[async_trait]
+impl TokenStore for RedisStore {
+    async fn check(&self, sid: Uuid, jti: Uuid) -> StoreResult<bool> {
+        let (session, revoked) = (self.session_key(sid), self.revoked_key(sid, jti));
+        let (alive, gone): (bool, bool) = self
+            .run(|mut c| async move {
+                redis::pipe()
+                    .exists(&session)
+                    .exists(&revoked)
+                    .query_async(&mut c)
+                    .await
+            })
+            .await?;
+        Ok(alive && !gone)
+    }
+
+    async fn start_session(&self, s: &SessionRecord) -> StoreResult<()> {
+        let ttl = s.expires_at - now_secs();
+        if ttl <= 0 {
+            return Ok(());
+        }
+        let key = self.session_key(s.sid);
+        let user_key = self.user_key(s.user_id);
+        let fields: Vec<(&str, String)> = vec![
+            ("user", s.user_id.to_string()),
+            ("cur", s.current_jti.to_string()),
+            ("cur_iat", s.current_iat.to_string()),
+            ("parent", String::new()),
+            ("rotated_ms", String::new()),
+            ("created", s.created_at.to_string()),
+            ("last_used", s.last_used_at.to_string()),
+            ("exp", s.expires_at.to_string()),
+            ("ua", s.user_agent.clone().unwrap_or_default()),
+            ("ip", s.ip.clone().unwrap_or_default()),
+        ];
+        let sid = s.sid.to_string();
+        self.run(|mut c| async move {
+            redis::pipe()
+                .hset_multiple(&key, &fields)
+                .ignore()
+                .expire(&key, ttl)
+                .ignore()
+                .sadd(&user_key, &sid)
+                .ignore()
+                // NX sets a TTL on a new set, GT extends it to the newest session.
+                .cmd("EXPIRE")
+                .arg(&user_key)
+                .arg(ttl)
+                .arg("NX")
+                .ignore()
+                .cmd("EXPIRE")
+                .arg(&user_key)
+                .arg(ttl)
+                .arg("GT")
+                .ignore()
+                .query_async::<()>(&mut c)
+                .await
+        })
+        .await
+    }
+
+    async fn rotate(
+        &self,
+        sid: Uuid,
+        presented: Uuid,
+        new_jti: Uuid,
+        new_iat: i64,
+        now_ms: i64,
+        grace_ms: i64,
+    ) -> StoreResult<Rotation> {
+        let key = self.session_key(sid);
+        let out: Vec<String> = self
+            .run(|mut c| async move {
+                self.rotate
+                    .key(&key)
+                    .arg(presented.to_string())
+                    .arg(new_jti.to_string())
+                    .arg(new_iat)
+                    .arg(now_ms)
+                    .arg(grace_ms)
+                    .invoke_async(&mut c)
+                    .await
+            })
+            .await?;
+        let (status, rest) = out
+            .split_first()
+            .ok_or_else(|| StoreError::Corrupt("empty rotate reply".into()))?;
+        match status.as_str() {
+            "rotated" => Ok(Rotation::Rotated(record_from_hash(
+                sid,
+                &pairs_to_hash(rest),
+            )?)),
+            "grace" => Ok(Rotation::WithinGrace(record_from_hash(
+                sid,
+                &pairs_to_hash(rest),
+            )?)),
+            "reused" => Ok(Rotation::Reused),
+            "gone" => Ok(Rotation::Gone),
+            other => Err(StoreError::Corrupt(format!("rotate said {other}"))),
+        }
+    }
+
+    async fn revoke_jti(&self, sid: Uuid, jti: Uuid, ttl_secs: i64) -> StoreResult<()> {
+        if ttl_secs <= 0 {
+            return Ok(());
+        }
+        let key = self.revoked_key(sid, jti);
+        self.run(|mut c| async move {
+            redis::cmd("SET")
+                .arg(&key)
+                .arg(1)
+                .arg("EX")
+                .arg(ttl_secs)
+                .query_async::<()>(&mut c)
+                .await
+        })
+        .await
+    }
+
+    async fn session(&self, sid: Uuid) -> StoreResult<Option<SessionRecord>> {
+        let key = self.session_key(sid);
+        let h: HashMap<String, String> = self
+            .run(|mut c| async move { redis::cmd("HGETALL").arg(&key).query_async(&mut c).await })
+            .await?;
+        if h.is_empty() {
+            return Ok(None);
+        }
+        record_from_hash(sid, &h).map(Some)
+    }
+
+    async fn end_session(&self, user_id: Uuid, sid: Uuid) -> StoreResult<bool> {
+        let key = self.session_key(sid);
+        let user_key = self.user_key(user_id);
+        let (deleted, _): (i64, i64) = self
+            .run(|mut c| async move {
+                redis::pipe()
+                    .del(&key)
+                    .srem(&user_key, sid.to_string())
+                    .query_async(&mut c)
+                    .await
+            })
+            .await?;
+        Ok(deleted > 0)
+    }
+
+    async fn end_user_sessions(&self, user_id: Uuid) -> StoreResult<()> {
+        let user_key = self.user_key(user_id);
+        let sids: Vec<String> = self
+            .run(|mut c| {
+                let user_key = user_key.clone();
+                async move {
+                    redis::cmd("SMEMBERS")
+                        .arg(&user_key)
+                        .query_async(&mut c)
+                        .await
+                }
+            })
+            .await?;
+        let mut pipe = redis::pipe();
+        for sid in &sids {
+            if let Ok(sid) = sid.parse::<Uuid>() {
+                pipe.del(self.session_key(sid)).ignore();
+            }
+        }
+        pipe.srem(&user_key, &sids).ignore();
+        if sids.is_empty() {
+            return Ok(());
+        }
+        self.run(|mut c| async move { pipe.query_async::<()>(&mut c).await })
+            .await
+    }
+
+    async fn sessions(&self, user_id: Uuid) -> StoreResult<Vec<SessionRecord>> {
+        let user_key = self.user_key(user_id);
+        let sids: Vec<String> = self
+            .run(|mut c| {
+                let user_key = user_key.clone();
+                async move {
+                    redis::cmd("SMEMBERS")
+                        .arg(&user_key)
+                        .query_async(&mut c)
+                        .await
+                }
+            })
+            .await?;
+        let sids: Vec<Uuid> = sids.iter().filter_map(|s| s.parse().ok()).collect();
+        if sids.is_empty() {
+            return Ok(vec![]);
+        }
+        let mut pipe = redis::pipe();
+        for sid in &sids {
+            pipe.cmd("HGETALL").arg(self.session_key(*sid));
+        }
+        let hashes: Vec<HashMap<String, String>> = self
+            .run(|mut c| async move { pipe.query_async(&mut c).await })
+            .await?;
+        let mut out = Vec::new();
+        let mut stale = Vec::new();
+        for (sid, h) in sids.into_iter().zip(hashes) {
+            if h.is_empty() {
+                stale.push(sid.to_string());
+            } else {
+                out.push(record_from_hash(sid, &h)?);
+            }
+        }
+        if !stale.is_empty() {
+            self.run(|mut c| async move {
+                redis::cmd("SREM")
+                    .arg(&user_key)
+                    .arg(&stale)
+                    .query_async::<()>(&mut c)
+                    .await
+            })
+            .await?;
+        }
+        out.sort_by_key(|s| (s.created_at, s.sid));
+        Ok(out)
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        self.run(|mut c| async move { redis::cmd("PING").query_async::<String>(&mut c).await })
+            .await
+            .map(|_| ())
+    }
+}

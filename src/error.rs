@@ -1,0 +1,304 @@
+//! `ApiError`: the one place that maps failures to API.md's codes, statuses
+//! and JSON body. Framework errors are translated in `http::render_errors`.
+
+use std::collections::BTreeMap;
+
+use poem::{
+    Response,
+    http::{HeaderValue, StatusCode, header},
+};
+use poem_openapi::{
+    ApiResponse, Enum, Object, ResponseContent,
+    payload::Json,
+    registry::{MetaResponse, MetaResponses, Registry},
+};
+use serde::Serialize;
+
+/// The machine-readable error codes of API.md.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum, Serialize)]
+#[oai(rename_all = "PascalCase")]
+pub enum ErrorCode {
+    BadRequest,
+    TokenMissing,
+    TokenInvalid,
+    TokenExpired,
+    TokenRevoked,
+    TokenReused,
+    FreshTokenNeeded,
+    InvalidCredentials,
+    AdminRequired,
+    UserBlocked,
+    NotFound,
+    MethodNotAllowed,
+    Conflict,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    ValidationFailed,
+    TooManyRequests,
+    InternalError,
+    ServiceUnavailable,
+}
+
+/// Every error response body.
+#[derive(Debug, Clone, Object, Serialize)]
+pub struct ErrorBody {
+    /// Machine-readable error code.
+    pub code: ErrorCode,
+    /// Human-readable explanation.
+    pub message: String,
+    /// Per-field problems (only with `ValidationFailed`).
+    #[oai(skip_serializing_if_is_none)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fields: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("An access token is required: send `Authorization: Bearer <token>`.")]
+    TokenMissing,
+    #[error("The token is malformed, has a bad signature or is not valid here.")]
+    TokenInvalid,
+    #[error("The token has expired; refresh it or log in again.")]
+    TokenExpired,
+    #[error("The token has been revoked; log in again.")]
+    TokenRevoked,
+    #[error("This refresh token was already used; the session has been revoked.")]
+    TokenReused,
+    #[error("This action needs a fresh access token: log in with your password again.")]
+    FreshTokenNeeded,
+    #[error("Wrong account or password.")]
+    InvalidCredentials,
+    #[error("This action needs an administrator.")]
+    AdminRequired,
+    #[error("This account is blocked.")]
+    UserBlocked,
+    #[error("{0}")]
+    NotFound(String),
+    #[error("This method is not allowed on this route.")]
+    MethodNotAllowed { allow: String },
+    #[error("{0}")]
+    Conflict(String),
+    #[error("The request body is larger than {0} bytes.")]
+    PayloadTooLarge(usize),
+    #[error("The request body must be JSON (Content-Type: application/json).")]
+    UnsupportedMediaType,
+    #[error("Some fields have invalid values.")]
+    ValidationFailed(BTreeMap<String, String>),
+    #[error("Too many attempts; retry in {retry_after} seconds.")]
+    TooManyRequests { retry_after: u64 },
+    #[error("An internal error occurred.")]
+    Internal,
+    #[error("A backing service is unavailable; try again shortly.")]
+    ServiceUnavailable,
+}
+
+impl ApiError {
+    /// Logs the cause (never shown to the client) and returns 500.
+    pub fn internal(cause: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %cause, "internal error");
+        ApiError::Internal
+    }
+
+    /// Logs the cause and returns 503: a dependency is unreachable (fail closed).
+    pub fn unavailable(cause: impl std::fmt::Display) -> Self {
+        tracing::warn!(error = %cause, "dependency unavailable");
+        ApiError::ServiceUnavailable
+    }
+
+    pub fn not_found() -> Self {
+        ApiError::NotFound("No such resource.".into())
+    }
+
+    pub fn validation(field: &str, problem: &str) -> Self {
+        ApiError::ValidationFailed(BTreeMap::from([(field.to_owned(), problem.to_owned())]))
+    }
+
+    pub fn code(&self) -> ErrorCode {
+        use ApiError::*;
+        match self {
+            BadRequest(_) => ErrorCode::BadRequest,
+            TokenMissing => ErrorCode::TokenMissing,
+            TokenInvalid => ErrorCode::TokenInvalid,
+            TokenExpired => ErrorCode::TokenExpired,
+            TokenRevoked => ErrorCode::TokenRevoked,
+            TokenReused => ErrorCode::TokenReused,
+            FreshTokenNeeded => ErrorCode::FreshTokenNeeded,
+            InvalidCredentials => ErrorCode::InvalidCredentials,
+            AdminRequired => ErrorCode::AdminRequired,
+            UserBlocked => ErrorCode::UserBlocked,
+            NotFound(_) => ErrorCode::NotFound,
+            MethodNotAllowed { .. } => ErrorCode::MethodNotAllowed,
+            Conflict(_) => ErrorCode::Conflict,
+            PayloadTooLarge(_) => ErrorCode::PayloadTooLarge,
+            UnsupportedMediaType => ErrorCode::UnsupportedMediaType,
+            ValidationFailed(_) => ErrorCode::ValidationFailed,
+            TooManyRequests { .. } => ErrorCode::TooManyRequests,
+            Internal => ErrorCode::InternalError,
+            ServiceUnavailable => ErrorCode::ServiceUnavailable,
+        }
+    }
+
+    pub fn status_code(&self) -> StatusCode {
+        use ApiError::*;
+        match self {
+            BadRequest(_) => StatusCode::BAD_REQUEST,
+            TokenMissing | TokenInvalid | TokenExpired | TokenRevoked | TokenReused
+            | FreshTokenNeeded | InvalidCredentials => StatusCode::UNAUTHORIZED,
+            AdminRequired | UserBlocked => StatusCode::FORBIDDEN,
+            NotFound(_) => StatusCode::NOT_FOUND,
+            MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            Conflict(_) => StatusCode::CONFLICT,
+            PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ValidationFailed(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    pub fn body(&self) -> ErrorBody {
+        ErrorBody {
+            code: self.code(),
+            message: self.to_string(),
+            fields: match self {
+                ApiError::ValidationFailed(fields) => Some(fields.clone()),
+                _ => None,
+            },
+        }
+    }
+
+    /// RFC 6750 challenge for every 401.
+    fn www_authenticate(&self) -> Option<&'static str> {
+        use ApiError::*;
+        match self {
+            TokenMissing | InvalidCredentials => Some(r#"Bearer realm="tessera""#),
+            TokenInvalid | TokenExpired | TokenRevoked | TokenReused => Some(
+                r#"Bearer realm="tessera", error="invalid_token", error_description="the token is invalid, expired or revoked""#,
+            ),
+            FreshTokenNeeded => Some(
+                r#"Bearer realm="tessera", error="insufficient_user_authentication", error_description="a fresh access token is required""#,
+            ),
+            _ => None,
+        }
+    }
+
+    pub fn to_response(&self) -> Response {
+        let body = serde_json::to_vec(&self.body()).unwrap_or_else(|_| {
+            br#"{"code":"InternalError","message":"An internal error occurred."}"#.to_vec()
+        });
+        let mut resp = Response::builder()
+            .status(self.status_code())
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(body);
+        if let Some(challenge) = self.www_authenticate() {
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(challenge),
+            );
+        }
+        match self {
+            ApiError::MethodNotAllowed { allow } => {
+                if let Ok(v) = HeaderValue::from_str(allow) {
+                    resp.headers_mut().insert(header::ALLOW, v);
+                }
+            }
+            ApiError::TooManyRequests { retry_after } => {
+                resp.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
+            }
+            _ => {}
+        }
+        resp
+    }
+}
+
+impl poem::error::ResponseError for ApiError {
+    fn status(&self) -> StatusCode {
+        self.status_code()
+    }
+
+    fn as_response(&self) -> Response {
+        self.to_response()
+    }
+}
+
+/// Lets handlers return `Result<T, ApiError>` and documents the error schema
+/// on every operation of the OpenAPI document.
+impl ApiResponse for ApiError {
+    fn meta() -> MetaResponses {
+        let documented: [(u16, &'static str); 11] = [
+            (400, "BadRequest: malformed body, parameter or query"),
+            (
+                401,
+                "TokenMissing, TokenInvalid, TokenExpired, TokenRevoked, TokenReused, FreshTokenNeeded or InvalidCredentials",
+            ),
+            (403, "AdminRequired or UserBlocked"),
+            (404, "NotFound"),
+            (409, "Conflict"),
+            (413, "PayloadTooLarge"),
+            (415, "UnsupportedMediaType"),
+            (422, "ValidationFailed, with `fields`"),
+            (429, "TooManyRequests, with Retry-After"),
+            (500, "InternalError"),
+            (
+                503,
+                "ServiceUnavailable: database or token store unreachable",
+            ),
+        ];
+        MetaResponses {
+            responses: documented
+                .into_iter()
+                .map(|(status, description)| MetaResponse {
+                    description,
+                    status: Some(status),
+                    status_range: None,
+                    content: <Json<ErrorBody> as ResponseContent>::media_types(),
+                    headers: vec![],
+                })
+                .collect(),
+        }
+    }
+
+    fn register(registry: &mut Registry) {
+        <Json<ErrorBody> as ResponseContent>::register(registry);
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_401_has_a_challenge() {
+        for e in [
+            ApiError::TokenMissing,
+            ApiError::TokenInvalid,
+            ApiError::TokenExpired,
+            ApiError::TokenRevoked,
+            ApiError::TokenReused,
+            ApiError::FreshTokenNeeded,
+            ApiError::InvalidCredentials,
+        ] {
+            let resp = e.to_response();
+            assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+            assert!(
+                resp.headers().contains_key(header::WWW_AUTHENTICATE),
+                "{e:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn validation_failed_carries_fields() {
+        let body = serde_json::to_value(ApiError::validation("email", "bad").body()).unwrap();
+        assert_eq!(body["code"], "ValidationFailed");
+        assert_eq!(body["fields"]["email"], "bad");
+        let body = serde_json::to_value(ApiError::TokenMissing.body()).unwrap();
+        assert!(body.get("fields").is_none());
+    }
+}

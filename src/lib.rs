@@ -1,0 +1,43 @@
+//! Tessera: a JWT authentication service.
+
+pub mod accounts;
+pub mod api;
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod state;
+pub mod telemetry;
+pub mod validation;
+
+use std::sync::Arc;
+
+use poem::{Endpoint, EndpointExt, Route, middleware::CatchPanic};
+
+use crate::{error::ApiError, http::AllowTable, state::AppState};
+
+/// The whole HTTP application, used by `main` and by the tests.
+pub fn app(state: Arc<AppState>) -> impl Endpoint + 'static {
+    let api = api::service();
+    let allow = Arc::new(AllowTable::from_spec(&api.spec()));
+    let docs = api.swagger_ui();
+    let spec = api.spec_endpoint();
+    let max_body = state.settings.max_body_bytes;
+    Route::new()
+        .at("/openapi.json", spec)
+        .nest("/docs", docs)
+        .nest("/", api)
+        .data(state)
+        .around(move |ep, req| http::body_limit(ep, req, max_body))
+        .around(move |ep, req| http::render_errors(ep, req, allow.clone()))
+        .with(CatchPanic::new().with_handler(|_| {
+            tracing::error!("a request handler panicked");
+            ApiError::Internal.to_response()
+        }))
+        .around(http::request_id)
+}
+
+/// The OpenAPI document as YAML (what `tessera openapi` prints).
+pub fn openapi_yaml() -> String {
+    api::service().spec_yaml()
+}

@@ -1,0 +1,133 @@
+//! Value rules of API.md ("Validation"). Lengths count Unicode scalar values.
+
+use std::collections::BTreeMap;
+
+use crate::error::ApiError;
+
+/// Collects per-field problems into one 422 `ValidationFailed`.
+#[derive(Default)]
+pub struct Problems(BTreeMap<String, String>);
+
+impl Problems {
+    pub fn check(&mut self, field: &str, result: Result<(), &'static str>) {
+        if let Err(problem) = result {
+            self.0.insert(field.to_owned(), problem.to_owned());
+        }
+    }
+
+    pub fn into_result(self) -> Result<(), ApiError> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::ValidationFailed(self.0))
+        }
+    }
+}
+
+pub fn username(s: &str) -> Result<(), &'static str> {
+    let n = s.chars().count();
+    if !(3..=32).contains(&n) {
+        return Err("must be 3 to 32 characters");
+    }
+    if !s
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+    {
+        return Err("may contain only letters, digits, '_', '.' and '-'");
+    }
+    Ok(())
+}
+
+pub fn email(s: &str) -> Result<(), &'static str> {
+    const INVALID: &str = "not a valid email address";
+    if s.chars().count() > 254 {
+        return Err("must be at most 254 characters");
+    }
+    let Some((local, domain)) = s.rsplit_once('@') else {
+        return Err(INVALID);
+    };
+    if local.is_empty() || local.chars().count() > 64 {
+        return Err(INVALID);
+    }
+    let local_ok = local
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "!#$%&'*+/=?^_`{|}~.-".contains(c) || !c.is_ascii())
+        && !local.starts_with('.')
+        && !local.ends_with('.')
+        && !local.contains("..");
+    let labels: Vec<&str> = domain.split('.').collect();
+    let domain_ok = labels.len() >= 2
+        && labels.iter().all(|l| {
+            !l.is_empty()
+                && l.chars().count() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.chars().all(|c| c.is_alphanumeric() || c == '-')
+        });
+    if local_ok && domain_ok {
+        Ok(())
+    } else {
+        Err(INVALID)
+    }
+}
+
+pub fn password(s: &str) -> Result<(), &'static str> {
+    let n = s.chars().count();
+    if !(8..=128).contains(&n) {
+        return Err("must be 8 to 128 characters");
+    }
+    Ok(())
+}
+
+pub fn name(s: &str) -> Result<(), &'static str> {
+    let n = s.chars().count();
+    if !(1..=100).contains(&n) {
+        return Err("must be 1 to 100 characters");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usernames() {
+        assert!(username("ann").is_ok());
+        assert!(username("a.b-c_d9").is_ok());
+        assert!(username("ab").is_err());
+        assert!(username(&"a".repeat(33)).is_err());
+        assert!(username("ann smith").is_err());
+        assert!(username("annü").is_err());
+    }
+
+    #[test]
+    fn emails() {
+        assert!(email("ann@example.com").is_ok());
+        assert!(email("a.b+tag@sub.example.org").is_ok());
+        for bad in [
+            "",
+            "ann",
+            "ann@",
+            "@example.com",
+            "ann@example",
+            "a b@example.com",
+            "ann@@example.com",
+            "ann@exa mple.com",
+            ".ann@example.com",
+        ] {
+            assert!(email(bad).is_err(), "{bad}");
+        }
+        assert!(email(&format!("{}@example.com", "a".repeat(65))).is_err());
+        assert!(email(&format!("{}@example.com", "a".repeat(64))).is_ok());
+        assert!(email(&format!("a@{}.com", "b".repeat(250))).is_err());
+    }
+
+    #[test]
+    fn passwords_count_scalar_values() {
+        assert!(password(&"ü".repeat(100)).is_ok());
+        assert!(password(&"ü".repeat(7)).is_err());
+        assert!(password(&"x".repeat(129)).is_err());
+        assert!(password(&"x".repeat(128)).is_ok());
+    }
+}

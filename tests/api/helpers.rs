@@ -1,0 +1,547 @@
+//! Test harness: owns a private redis-server and PostgreSQL on free loopback
+//! ports (started once per test binary, stopped at exit), and spawns the whole
+//! app per test on a free port with a fresh database and Redis key prefix.
+#![allow(dead_code)]
+
+use std::{
+    net::TcpStream,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::{Arc, Mutex, OnceLock},
+    time::{Duration, Instant},
+};
+
+use poem::{
+    Server,
+    listener::{Acceptor, Listener, TcpListener},
+};
+use reqwest::{Method, StatusCode};
+use secrecy::SecretString;
+use serde_json::{Value, json};
+use tessera::{config::Config, state::AppState};
+use uuid::Uuid;
+
+pub const SECRET: &str = "test-secret-0123456789abcdef-0123456789";
+pub const PASSWORD: &str = "correct horse battery";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// SQLite file + in-memory token store.
+    SqliteMemory,
+    /// PostgreSQL + Redis.
+    PostgresRedis,
+}
+
+/// Runs an async test body once per backend.
+#[macro_export]
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite_memory {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::helpers::Backend::SqliteMemory).await
+                }
+            )*
+        }
+        mod postgres_redis {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::helpers::Backend::PostgresRedis).await
+                }
+            )*
+        }
+    };
+}
+
+// ---------------------------------------------------------------- servers
+
+static CLEANUP: Mutex<Vec<Cleanup>> = Mutex::new(Vec::new());
+
+enum Cleanup {
+    Kill(Child),
+    Postgres {
+        bin: PathBuf,
+        data: PathBuf,
+        root: PathBuf,
+    },
+}
+
+extern "C" fn cleanup_at_exit() {
+    let mut list = match CLEANUP.lock() {
+        Ok(l) => l,
+        Err(p) => p.into_inner(),
+    };
+    for item in list.drain(..) {
+        match item {
+            Cleanup::Kill(mut child) => {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+            Cleanup::Postgres { bin, data, root } => {
+                let _ = as_postgres(&bin.join("pg_ctl"))
+                    .args([
+                        "-D",
+                        &data.to_string_lossy(),
+                        "-m",
+                        "immediate",
+                        "-w",
+                        "stop",
+                    ])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status();
+                let _ = std::fs::remove_dir_all(root);
+            }
+        }
+    }
+}
+
+fn register_cleanup(item: Cleanup) {
+    static REGISTERED: OnceLock<()> = OnceLock::new();
+    REGISTERED.get_or_init(|| unsafe {
+        libc::atexit(cleanup_at_exit);
+    });
+    CLEANUP.lock().unwrap().push(item);
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free loopback port")
+}
+
+fn wait_for_port(port: u16, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("{what} did not start listening on port {port}");
+}
+
+/// A private redis-server; killed when the handle is dropped or at exit.
+pub struct RedisServer {
+    pub port: u16,
+    child: Option<Child>,
+}
+
+impl RedisServer {
+    pub fn start() -> Self {
+        Self::start_on(free_port())
+    }
+
+    pub fn start_on(port: u16) -> Self {
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot run redis-server ({e}): install it with `apt-get install redis-server` \
+                     (scripts/test does this)"
+                )
+            });
+        wait_for_port(port, "redis-server");
+        Self {
+            port,
+            child: Some(child),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The binary-wide Redis shared by tests (each test has its own key prefix).
+pub fn shared_redis_url() -> &'static str {
+    static URL: OnceLock<String> = OnceLock::new();
+    URL.get_or_init(|| {
+        let mut server = RedisServer::start();
+        let url = server.url();
+        if let Some(child) = server.child.take() {
+            register_cleanup(Cleanup::Kill(child));
+        }
+        url
+    })
+}
+
+fn is_root() -> bool {
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// PostgreSQL refuses to run as root: run its tools as `postgres` then.
+fn as_postgres(program: &Path) -> Command {
+    if is_root() {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(program);
+        c
+    } else {
+        Command::new(program)
+    }
+}
+
+fn postgres_bin() -> PathBuf {
+    if let Ok(dir) = std::env::var("TESSERA_PG_BIN") {
+        return PathBuf::from(dir);
+    }
+    let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| e.path().join("bin"))
+                .collect()
+        })
+        .unwrap_or_default();
+    found.retain(|p| p.join("initdb").exists());
+    found.sort();
+    found.pop().unwrap_or_else(|| {
+        panic!(
+            "PostgreSQL server binaries not found under /usr/lib/postgresql: install them with \
+             `apt-get install postgresql` (scripts/test does this) or set TESSERA_PG_BIN"
+        )
+    })
+}
+
+/// The binary-wide PostgreSQL server; returns the admin URL (without database).
+pub fn shared_postgres_base() -> &'static str {
+    static BASE: OnceLock<String> = OnceLock::new();
+    BASE.get_or_init(|| {
+        let bin = postgres_bin();
+        let port = free_port();
+        let root = std::env::temp_dir().join(format!("tessera-pg-{}-{port}", std::process::id()));
+        let data = root.join("data");
+        std::fs::create_dir_all(&root).expect("create postgres temp dir");
+        if is_root() {
+            let ok = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(&root)
+                .status()
+                .map(|s| s.success())
+                .unwrap_or(false);
+            assert!(ok, "cannot chown the PostgreSQL temp dir to the `postgres` user");
+        }
+        let out = as_postgres(&bin.join("initdb"))
+            .args(["-D", &data.to_string_lossy(), "-U", "postgres", "-A", "trust", "--no-sync"])
+            .output()
+            .expect("run initdb");
+        assert!(
+            out.status.success(),
+            "initdb failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let opts = format!(
+            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300",
+            root.to_string_lossy()
+        );
+        let out = as_postgres(&bin.join("pg_ctl"))
+            .args(["-D", &data.to_string_lossy(), "-o", &opts, "-l"])
+            .arg(root.join("log"))
+            .args(["-w", "start"])
+            .output()
+            .expect("run pg_ctl");
+        assert!(
+            out.status.success(),
+            "pg_ctl start failed: {} {}",
+            String::from_utf8_lossy(&out.stdout),
+            std::fs::read_to_string(root.join("log")).unwrap_or_default()
+        );
+        register_cleanup(Cleanup::Postgres { bin, data, root });
+        format!("postgres://postgres@127.0.0.1:{port}")
+    })
+}
+
+/// Creates a fresh PostgreSQL database and returns its URL.
+pub async fn fresh_postgres_db() -> String {
+    use sea_orm::{ConnectionTrait, Database};
+    let base = shared_postgres_base();
+    let name = format!("t_{}", Uuid::new_v4().simple());
+    let admin = Database::connect(format!("{base}/postgres"))
+        .await
+        .expect("connect to test PostgreSQL");
+    admin
+        .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
+        .await
+        .expect("create test database");
+    admin.close().await.ok();
+    format!("{base}/{name}")
+}
+
+pub fn temp_sqlite_url() -> String {
+    let dir = std::env::temp_dir().join("tessera-tests");
+    std::fs::create_dir_all(&dir).expect("create sqlite temp dir");
+    let file = dir.join(format!("{}.db", Uuid::new_v4()));
+    format!("sqlite://{}?mode=rwc", file.to_string_lossy())
+}
+
+// ---------------------------------------------------------------- app
+
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub state: Arc<AppState>,
+    pub config: Config,
+    pub backend: Backend,
+}
+
+/// A configuration for tests: fast argon2, known secret, given backend.
+pub async fn test_config(backend: Backend) -> Config {
+    let mut c = Config::defaults();
+    c.jwt_secret = Some(SecretString::from(SECRET.to_owned()));
+    c.argon2_memory_kib = 1024;
+    c.argon2_iterations = 1;
+    c.bind = "127.0.0.1:0".into();
+    match backend {
+        Backend::SqliteMemory => {
+            c.database_url = temp_sqlite_url();
+            c.redis_url = None;
+        }
+        Backend::PostgresRedis => {
+            c.database_url = fresh_postgres_db().await;
+            c.redis_url = Some(shared_redis_url().to_owned());
+            c.redis_prefix = format!("t{}:", Uuid::new_v4().simple());
+        }
+    }
+    c
+}
+
+pub async fn spawn_app(backend: Backend) -> TestApp {
+    spawn_app_with(backend, |_| {}).await
+}
+
+pub async fn spawn_app_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -> TestApp {
+    let mut config = test_config(backend).await;
+    tweak(&mut config);
+    spawn_with_config(config, backend).await
+}
+
+pub async fn spawn_with_config(config: Config, backend: Backend) -> TestApp {
+    let state = AppState::build(&config).await.expect("build app state");
+    let acceptor = TcpListener::bind("127.0.0.1:0")
+        .into_acceptor()
+        .await
+        .expect("bind test listener");
+    let port = acceptor
+        .local_addr()
+        .first()
+        .and_then(|a| a.as_socket_addr().map(|s| s.port()))
+        .expect("test listener port");
+    let app = tessera::app(state.clone());
+    tokio::spawn(async move {
+        let _ = Server::new_with_acceptor(acceptor).run(app).await;
+    });
+    TestApp {
+        address: format!("http://127.0.0.1:{port}"),
+        client: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("reqwest client"),
+        state,
+        config,
+        backend,
+    }
+}
+
+/// A response read whole: status, headers and JSON body (Null if not JSON).
+#[derive(Debug)]
+pub struct Resp {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+    pub text: String,
+}
+
+impl Resp {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// Asserts an API.md error: status, `code`, JSON content type, and the
+    /// RFC 6750 challenge on 401s.
+    #[track_caller]
+    pub fn assert_error(&self, status: u16, code: &str) {
+        assert_eq!(
+            (self.status.as_u16(), self.body["code"].as_str()),
+            (status, Some(code)),
+            "unexpected response: {self:?}"
+        );
+        assert!(
+            self.body["message"].is_string(),
+            "error without message: {self:?}"
+        );
+        assert!(
+            self.header("content-type")
+                .is_some_and(|c| c.starts_with("application/json")),
+            "error is not JSON: {self:?}"
+        );
+        assert!(
+            self.header("x-request-id").is_some(),
+            "no x-request-id: {self:?}"
+        );
+        if status == 401 {
+            assert!(
+                self.header("www-authenticate")
+                    .is_some_and(|v| v.starts_with("Bearer")),
+                "401 without WWW-Authenticate: {self:?}"
+            );
+        }
+    }
+
+    #[track_caller]
+    pub fn assert_status(&self, status: u16) {
+        assert_eq!(
+            self.status.as_u16(),
+            status,
+            "unexpected response: {self:?}"
+        );
+    }
+
+    pub fn str(&self, field: &str) -> String {
+        self.body[field]
+            .as_str()
+            .unwrap_or_else(|| panic!("no string field {field} in {self:?}"))
+            .to_owned()
+    }
+}
+
+/// An account's tokens after login.
+#[derive(Debug, Clone)]
+pub struct Tokens {
+    pub access: String,
+    pub refresh: String,
+    pub user_id: String,
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    pub async fn send(&self, req: reqwest::RequestBuilder) -> Resp {
+        let resp = req.send().await.expect("request failed");
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let text = resp.text().await.expect("read body");
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Resp {
+            status,
+            headers,
+            body,
+            text,
+        }
+    }
+
+    pub fn request(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+    ) -> reqwest::RequestBuilder {
+        let mut r = self.client.request(method, self.url(path));
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        r
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> Resp {
+        self.send(self.request(Method::GET, path, token)).await
+    }
+
+    pub async fn delete(&self, path: &str, token: Option<&str>) -> Resp {
+        self.send(self.request(Method::DELETE, path, token)).await
+    }
+
+    pub async fn post(&self, path: &str, token: Option<&str>) -> Resp {
+        self.send(self.request(Method::POST, path, token)).await
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value, token: Option<&str>) -> Resp {
+        self.send(self.request(Method::POST, path, token).json(body))
+            .await
+    }
+
+    pub async fn send_json(
+        &self,
+        method: Method,
+        path: &str,
+        body: &Value,
+        token: Option<&str>,
+    ) -> Resp {
+        self.send(self.request(method, path, token).json(body))
+            .await
+    }
+
+    pub async fn register(&self, username: &str, email: &str, password: &str) -> Resp {
+        self.post_json(
+            "/auth/register",
+            &json!({"username": username, "email": email, "password": password}),
+            None,
+        )
+        .await
+    }
+
+    pub async fn login_email(&self, email: &str, password: &str) -> Resp {
+        self.post_json(
+            "/auth/login",
+            &json!({"email": email, "password": password}),
+            None,
+        )
+        .await
+    }
+
+    /// Registers `name` (email `name@example.com`) and logs in.
+    pub async fn user(&self, name: &str) -> Tokens {
+        self.register(name, &format!("{name}@example.com"), PASSWORD)
+            .await
+            .assert_status(201);
+        self.login(name).await
+    }
+
+    pub async fn login(&self, name: &str) -> Tokens {
+        let r = self
+            .login_email(&format!("{name}@example.com"), PASSWORD)
+            .await;
+        r.assert_status(200);
+        Tokens {
+            access: r.str("access_token"),
+            refresh: r.str("refresh_token"),
+            user_id: r.str("user_id"),
+        }
+    }
+
+    pub async fn refresh(&self, refresh_token: &str) -> Resp {
+        self.post("/auth/refresh", Some(refresh_token)).await
+    }
+
+    pub async fn verify(&self, access: &str) -> Resp {
+        self.get("/auth/verify", Some(access)).await
+    }
+}
