@@ -191,7 +191,7 @@ impl ApiError {
         });
         let mut resp = Response::builder()
             .status(self.status_code())
-            .header(header::CONTENT_TYPE, "application/json")
+            .header(header::CONTENT_TYPE, "application/json; charset=utf-8")
             .body(body);
         if let Some(challenge) = self.www_authenticate() {
             resp.headers_mut().insert(

@@ -23,11 +23,22 @@ pub fn app(state: Arc<AppState>) -> impl Endpoint + 'static {
     let docs = api.swagger_ui();
     let spec = api.spec_endpoint();
     let max_body = state.settings.max_body_bytes;
-    Route::new()
+    let routes = Route::new()
         .at("/openapi.json", spec)
         .nest("/docs", docs)
         .nest("/", api)
-        .data(state)
+        .data(state);
+    harden(routes, max_body, allow)
+}
+
+/// The layers every request passes, outermost last: body limit, JSON errors
+/// for every failure, panics as 500 `InternalError`, request ids and logs.
+pub fn harden<E: Endpoint + 'static>(
+    routes: E,
+    max_body: usize,
+    allow: Arc<AllowTable>,
+) -> impl Endpoint + 'static {
+    routes
         .around(move |ep, req| http::body_limit(ep, req, max_body))
         .around(move |ep, req| http::render_errors(ep, req, allow.clone()))
         .with(CatchPanic::new().with_handler(|_| {

@@ -3,3 +3,9 @@
 mod helpers;
 
 mod auth_flow;
+mod errors;
+mod openapi;
+mod outage;
+mod sessions;
+mod store;
+mod tokens;

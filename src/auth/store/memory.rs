@@ -15,6 +15,8 @@ struct Inner {
     /// (sid, jti) -> expiry (unix seconds)
     revoked: HashMap<(Uuid, Uuid), i64>,
     by_user: HashMap<Uuid, HashSet<Uuid>>,
+    /// Sessions revoked for reuse: sid -> (last current jti, expiry).
+    reused: HashMap<Uuid, (Uuid, i64)>,
     writes: u64,
 }
 
@@ -44,10 +46,11 @@ impl Inner {
     /// Drops expired entries now and then, so memory tracks live state only.
     fn maybe_sweep(&mut self, now: i64) {
         self.writes += 1;
-        if self.writes % 1024 != 0 {
+        if !self.writes.is_multiple_of(1024) {
             return;
         }
         self.revoked.retain(|_, exp| *exp > now);
+        self.reused.retain(|_, (_, exp)| *exp > now);
         let expired: Vec<Uuid> = self
             .sessions
             .values()
@@ -79,7 +82,7 @@ impl TokenStore for MemoryStore {
         if inner.live_session(sid, now).is_none() {
             return Ok(false);
         }
-        Ok(!inner.revoked.get(&(sid, jti)).is_some_and(|exp| *exp > now))
+        Ok(inner.revoked.get(&(sid, jti)).is_none_or(|exp| *exp <= now))
     }
 
     async fn start_session(&self, session: &SessionRecord) -> StoreResult<()> {
@@ -104,9 +107,14 @@ impl TokenStore for MemoryStore {
         now_ms: i64,
         grace_ms: i64,
     ) -> StoreResult<Rotation> {
+        let now = now_ms.div_euclid(1000);
         let mut inner = self.inner.lock();
-        let Some(s) = inner.live_session(sid, now_ms.div_euclid(1000)) else {
-            return Ok(Rotation::Gone);
+        let Some(s) = inner.live_session(sid, now) else {
+            // Spent tokens of a session revoked for reuse stay "reused".
+            return Ok(match inner.reused.get(&sid) {
+                Some((last, exp)) if *exp > now && *last != presented => Rotation::Reused,
+                _ => Rotation::Gone,
+            });
         };
         if s.current_jti == presented {
             s.parent_jti = Some(presented);
@@ -122,7 +130,10 @@ impl TokenStore for MemoryStore {
         if within_grace {
             return Ok(Rotation::WithinGrace(s.clone()));
         }
+        let tombstone = (s.current_jti, s.expires_at);
         inner.remove_session(sid);
+        inner.maybe_sweep(now);
+        inner.reused.insert(sid, tombstone);
         Ok(Rotation::Reused)
     }
 

@@ -4,6 +4,8 @@
 //! Keys (prefix `P`):
 //! - `P{sid}:session`: hash of the session; expires at the session's end.
 //! - `P{sid}:revoked:<jti>`: a revoked access token; expires with the token.
+//! - `P{sid}:reused`: the session hash after reuse revoked it (tombstone);
+//!   keeps the session's TTL.
 //! - `Puser:{uid}:sessions`: set of the user's session ids; expires with the
 //!   last of them (stale members are pruned when listed).
 
@@ -20,9 +22,15 @@ const OP_TIMEOUT: Duration = Duration::from_secs(2);
 
 const ROTATE: &str = r#"
 local k = KEYS[1]
-local cur = redis.call('HGET', k, 'cur')
-if not cur then return {'gone'} end
 local presented, new_jti, new_iat = ARGV[1], ARGV[2], ARGV[3]
+local cur = redis.call('HGET', k, 'cur')
+if not cur then
+  -- A session revoked for reuse keeps a tombstone: its spent tokens stay
+  -- "reused", its last current token is merely "revoked".
+  local dead = redis.call('HGET', KEYS[2], 'cur')
+  if dead and dead ~= presented then return {'reused'} end
+  return {'gone'}
+end
 local now_ms, grace_ms = tonumber(ARGV[4]), tonumber(ARGV[5])
 if cur == presented then
   redis.call('HSET', k, 'cur', new_jti, 'cur_iat', new_iat, 'parent', presented,
@@ -38,7 +46,7 @@ if grace_ms > 0 and parent == presented and (now_ms - rotated) <= grace_ms then
   table.insert(out, 1, 'grace')
   return out
 end
-redis.call('DEL', k)
+redis.call('RENAME', k, KEYS[2])
 return {'reused'}
 "#;
 
@@ -75,6 +83,10 @@ impl RedisStore {
 
     fn session_key(&self, sid: Uuid) -> String {
         format!("{}{{{sid}}}:session", self.prefix)
+    }
+
+    fn tombstone_key(&self, sid: Uuid) -> String {
+        format!("{}{{{sid}}}:reused", self.prefix)
     }
 
     fn revoked_key(&self, sid: Uuid, jti: Uuid) -> String {
@@ -207,10 +219,12 @@ impl TokenStore for RedisStore {
         grace_ms: i64,
     ) -> StoreResult<Rotation> {
         let key = self.session_key(sid);
+        let tombstone = self.tombstone_key(sid);
         let out: Vec<String> = self
             .run(|mut c| async move {
                 self.rotate
                     .key(&key)
+                    .key(&tombstone)
                     .arg(presented.to_string())
                     .arg(new_jti.to_string())
                     .arg(new_iat)
