@@ -180,3 +180,126 @@ pub async fn update_profile(
     model.updated_at = Set(Utc::now());
     model.update(db).await.map_err(db_error)
 }
+
+/// Changes the password after checking the current one. The caller revokes
+/// the user's tokens afterwards.
+pub async fn change_password(
+    db: &DatabaseConnection,
+    passwords: &Passwords,
+    current: user::Model,
+    current_password: SecretString,
+    new_password: SecretString,
+) -> Result<user::Model, ApiError> {
+    use secrecy::ExposeSecret;
+    let mut problems = validation::Problems::default();
+    problems.check(
+        "new_password",
+        validation::password(new_password.expose_secret()),
+    );
+    problems.into_result()?;
+    if !passwords
+        .verify(current_password, Some(current.password_hash.clone()))
+        .await?
+    {
+        return Err(ApiError::InvalidCredentials);
+    }
+    let hash = passwords.hash(new_password).await?;
+    let mut model: user::ActiveModel = current.into();
+    model.password_hash = Set(hash);
+    model.updated_at = Set(Utc::now());
+    model.update(db).await.map_err(db_error)
+}
+
+/// Hard delete: the email and username become free; owned rows go with the
+/// user (foreign keys with cascade). Returns whether the user existed.
+pub async fn delete(db: &DatabaseConnection, id: Uuid) -> Result<bool, ApiError> {
+    let res = user::Entity::delete_by_id(id)
+        .exec(db)
+        .await
+        .map_err(db_error)?;
+    Ok(res.rows_affected > 0)
+}
+
+pub struct AdminChange {
+    pub role: Option<Role>,
+    pub blocked: Option<bool>,
+}
+
+/// Applies an admin's change; returns the user and whether anything changed
+/// (a change must revoke the user's tokens).
+pub async fn admin_update(
+    db: &DatabaseConnection,
+    current: user::Model,
+    change: AdminChange,
+) -> Result<(user::Model, bool), ApiError> {
+    let role_changes = change.role.is_some_and(|r| r != role_of(&current));
+    let block_changes = change.blocked.is_some_and(|b| b != current.blocked);
+    if !role_changes && !block_changes {
+        return Ok((current, false));
+    }
+    let mut model: user::ActiveModel = current.into();
+    if let Some(r) = change.role.filter(|_| role_changes) {
+        model.role = Set(r.as_str().to_owned());
+    }
+    if let Some(b) = change.blocked.filter(|_| block_changes) {
+        model.blocked = Set(b);
+    }
+    model.updated_at = Set(Utc::now());
+    Ok((model.update(db).await.map_err(db_error)?, true))
+}
+
+/// One page of users, oldest first, and the total count.
+pub async fn list(
+    db: &DatabaseConnection,
+    page: u64,
+    per_page: u64,
+) -> Result<(Vec<user::Model>, u64), ApiError> {
+    use sea_orm::{PaginatorTrait, QueryOrder};
+    let paginator = user::Entity::find()
+        .order_by_asc(user::Column::CreatedAt)
+        .order_by_asc(user::Column::Id)
+        .paginate(db, per_page);
+    let total = paginator.num_items().await.map_err(db_error)?;
+    let items = paginator.fetch_page(page - 1).await.map_err(db_error)?;
+    Ok((items, total))
+}
+
+pub enum Bootstrap {
+    Created(user::Model),
+    AlreadyThere(user::Model),
+}
+
+/// Creates the configured admin unless an account with that email exists.
+/// Safe when several replicas start together: the unique index decides and
+/// the losers find the winner's row.
+pub async fn bootstrap_admin(
+    db: &DatabaseConnection,
+    passwords: &Passwords,
+    email: &str,
+    username: &str,
+    password: SecretString,
+) -> Result<Bootstrap, ApiError> {
+    let find = || async {
+        user::Entity::find()
+            .filter(user::Column::EmailKey.eq(email.to_lowercase()))
+            .one(db)
+            .await
+            .map_err(db_error)
+    };
+    if let Some(u) = find().await? {
+        return Ok(Bootstrap::AlreadyThere(u));
+    }
+    let new = NewAccount {
+        username: username.to_owned(),
+        email: email.to_owned(),
+        password,
+    };
+    match register(db, passwords, new, Role::Admin).await {
+        Ok(u) => Ok(Bootstrap::Created(u)),
+        Err(ApiError::Conflict(msg)) => match find().await? {
+            Some(u) => Ok(Bootstrap::AlreadyThere(u)),
+            None => Err(ApiError::Conflict(msg)),
+        },
+        Err(e) => Err(e),
+    }
+}

@@ -4,6 +4,7 @@ use poem_openapi::{OpenApiService, Tags};
 
 pub mod auth;
 pub mod health;
+pub mod params;
 pub mod security;
 pub mod text;
 pub mod users;

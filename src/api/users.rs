@@ -2,13 +2,24 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use poem::web::Data;
-use poem_openapi::{Object, OpenApi, payload::Json};
+use poem_openapi::{
+    ApiResponse, Object, OpenApi,
+    param::{Path, Query},
+    payload::Json,
+};
+use secrecy::SecretString;
 use uuid::Uuid;
 
-use super::{Tag, security::Access, text::Text};
+use super::{
+    Tag,
+    params::{Id, Paging},
+    security::{Access, Admin, AdminFresh, Fresh},
+    text::Text,
+};
 use crate::{
-    accounts::{self, ProfileChange},
+    accounts::{self, AdminChange, ProfileChange},
     auth::claims::Role,
+    auth::sessions,
     error::{ApiError, ApiResult},
     state::AppState,
 };
@@ -44,6 +55,33 @@ impl From<entity::user::Model> for User {
 pub struct UpdateMe {
     pub username: Option<Text>,
     pub email: Option<Text>,
+}
+
+#[derive(Object)]
+pub struct ChangePassword {
+    pub current_password: Text,
+    pub new_password: Text,
+}
+
+/// Absent or null fields stay unchanged.
+#[derive(Object)]
+pub struct AdminUpdate {
+    pub role: Option<Role>,
+    pub blocked: Option<bool>,
+}
+
+#[derive(Object)]
+pub struct UserPage {
+    pub items: Vec<User>,
+    pub page: u64,
+    pub per_page: u64,
+    pub total: u64,
+}
+
+#[derive(ApiResponse)]
+enum NoContent {
+    #[oai(status = 204)]
+    Done,
 }
 
 pub struct UsersApi;
@@ -102,4 +140,126 @@ impl UsersApi {
     ) -> ApiResult<Json<User>> {
         update_me(&state, auth, body.0).await
     }
+
+    /// Change the caller's password (fresh token). Ends every session.
+    #[oai(
+        path = "/users/me/password",
+        method = "put",
+        operation_id = "change_password"
+    )]
+    async fn change_password(
+        &self,
+        state: Data<&Arc<AppState>>,
+        auth: Fresh,
+        body: Json<ChangePassword>,
+    ) -> ApiResult<NoContent> {
+        let current = me(&state, &auth.0).await?;
+        let body = body.0;
+        let user = accounts::change_password(
+            &state.db,
+            &state.passwords,
+            current,
+            SecretString::from(body.current_password.0),
+            SecretString::from(body.new_password.0),
+        )
+        .await?;
+        sessions::revoke_user(&state, user.id).await?;
+        Ok(NoContent::Done)
+    }
+
+    /// Delete the caller's account and everything it owns (fresh token).
+    #[oai(path = "/users/me", method = "delete", operation_id = "delete_me")]
+    async fn delete_me(&self, state: Data<&Arc<AppState>>, auth: Fresh) -> ApiResult<NoContent> {
+        delete_user(&state, auth.0.sub).await?;
+        Ok(NoContent::Done)
+    }
+
+    /// List users (admin).
+    #[oai(path = "/users", method = "get", operation_id = "list_users")]
+    async fn list_users(
+        &self,
+        state: Data<&Arc<AppState>>,
+        _auth: Admin,
+        page: Query<Option<i64>>,
+        per_page: Query<Option<i64>>,
+    ) -> ApiResult<Json<UserPage>> {
+        let paging = Paging::new(page.0, per_page.0)?;
+        let (items, total) = accounts::list(&state.db, paging.page, paging.per_page).await?;
+        Ok(Json(UserPage {
+            items: items.into_iter().map(User::from).collect(),
+            page: paging.page,
+            per_page: paging.per_page,
+            total,
+        }))
+    }
+
+    /// One user: yourself, or anyone for an admin.
+    #[oai(path = "/users/:id", method = "get", operation_id = "get_user")]
+    async fn get_user(
+        &self,
+        state: Data<&Arc<AppState>>,
+        auth: Access,
+        id: Path<Id>,
+    ) -> ApiResult<Json<User>> {
+        // Role before parameters: a non-admin asking for anyone else is 403
+        // whatever the id looks like.
+        let is_self = id.0.uuid().is_ok_and(|u| u == auth.0.sub);
+        if !is_self && auth.0.role() != Role::Admin {
+            return Err(ApiError::AdminRequired);
+        }
+        let id = id.0.uuid()?;
+        let user = accounts::find(&state.db, id)
+            .await?
+            .ok_or_else(ApiError::not_found)?;
+        Ok(Json(user.into()))
+    }
+
+    /// Change a user's role or block them (admin). A change ends all of that
+    /// user's sessions at once.
+    #[oai(path = "/users/:id", method = "patch", operation_id = "update_user")]
+    async fn update_user(
+        &self,
+        state: Data<&Arc<AppState>>,
+        _auth: Admin,
+        id: Path<Id>,
+        body: Json<AdminUpdate>,
+    ) -> ApiResult<Json<User>> {
+        let id = id.0.uuid()?;
+        let current = accounts::find(&state.db, id)
+            .await?
+            .ok_or_else(ApiError::not_found)?;
+        let change = AdminChange {
+            role: body.0.role,
+            blocked: body.0.blocked,
+        };
+        let (user, changed) = accounts::admin_update(&state.db, current, change).await?;
+        if changed {
+            sessions::revoke_user(&state, user.id).await?;
+        }
+        Ok(Json(user.into()))
+    }
+
+    /// Delete a user (fresh admin token).
+    #[oai(path = "/users/:id", method = "delete", operation_id = "delete_user")]
+    async fn delete_user(
+        &self,
+        state: Data<&Arc<AppState>>,
+        _auth: AdminFresh,
+        id: Path<Id>,
+    ) -> ApiResult<NoContent> {
+        let id = id.0.uuid()?;
+        if !delete_user(&state, id).await? {
+            return Err(ApiError::not_found());
+        }
+        Ok(NoContent::Done)
+    }
+}
+
+/// Ends the user's sessions, deletes them, and ends sessions again in case a
+/// login raced the deletion. Fails closed: no deletion when the store is down.
+async fn delete_user(state: &AppState, id: uuid::Uuid) -> ApiResult<bool> {
+    sessions::revoke_user(state, id).await?;
+    let existed = accounts::delete(&state.db, id).await?;
+    sessions::revoke_user(state, id).await?;
+    Ok(existed)
 }

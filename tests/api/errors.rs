@@ -174,7 +174,32 @@ async fn health_ready_docs_and_spec(b: Backend) {
     );
 }
 
+async fn authentication_comes_before_body_and_parameters(b: Backend) {
+    let app = spawn_app(b).await;
+    app.delete("/auth/sessions/not-a-uuid", None)
+        .await
+        .assert_error(401, "TokenMissing");
+    let r = app
+        .send(
+            app.request(Method::PATCH, "/users/me", Some("not.a.token"))
+                .header("content-type", "text/plain")
+                .body("{bad"),
+        )
+        .await;
+    r.assert_error(401, "TokenInvalid");
+    let t = app.user("ann").await;
+    let r = app
+        .send(
+            app.request(Method::PATCH, "/users/me", Some(&t.access))
+                .header("content-type", "application/json")
+                .body("{bad"),
+        )
+        .await;
+    r.assert_error(400, "BadRequest");
+}
+
 crate::both_backends!(
+    authentication_comes_before_body_and_parameters,
     unknown_route_and_wrong_method,
     bodies_that_are_not_right,
     oversize_bodies_with_and_without_length,

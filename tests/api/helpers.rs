@@ -61,6 +61,7 @@ static CLEANUP: Mutex<Vec<Cleanup>> = Mutex::new(Vec::new());
 
 enum Cleanup {
     Kill(Child),
+    RemoveDir(PathBuf),
     Postgres {
         bin: PathBuf,
         data: PathBuf,
@@ -78,6 +79,9 @@ extern "C" fn cleanup_at_exit() {
             Cleanup::Kill(mut child) => {
                 let _ = child.kill();
                 let _ = child.wait();
+            }
+            Cleanup::RemoveDir(dir) => {
+                let _ = std::fs::remove_dir_all(dir);
             }
             Cleanup::Postgres { bin, data, root } => {
                 let _ = as_postgres(&bin.join("pg_ctl"))
@@ -294,10 +298,19 @@ pub async fn fresh_postgres_db() -> String {
     format!("{base}/{name}")
 }
 
+/// A per-process directory for SQLite files, removed at exit.
+fn sqlite_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("tessera-tests-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("create sqlite temp dir");
+        register_cleanup(Cleanup::RemoveDir(dir.clone()));
+        dir
+    })
+}
+
 pub fn temp_sqlite_url() -> String {
-    let dir = std::env::temp_dir().join("tessera-tests");
-    std::fs::create_dir_all(&dir).expect("create sqlite temp dir");
-    let file = dir.join(format!("{}.db", Uuid::new_v4()));
+    let file = sqlite_dir().join(format!("{}.db", Uuid::new_v4()));
     format!("sqlite://{}?mode=rwc", file.to_string_lossy())
 }
 

@@ -7,5 +7,6 @@ mod errors;
 mod openapi;
 mod outage;
 mod sessions;
+mod shutdown;
 mod store;
 mod tokens;

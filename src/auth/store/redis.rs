@@ -50,10 +50,28 @@ redis.call('RENAME', k, KEYS[2])
 return {'reused'}
 "#;
 
+/// Writes a session hash and its TTL atomically (no key without a TTL).
+const START: &str = r#"
+redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+return 1
+"#;
+
+/// Adds a session to the user's index, extending the index's TTL to the
+/// longest session (never shortening it).
+const INDEX: &str = r#"
+redis.call('SADD', KEYS[1], ARGV[1])
+local ttl = tonumber(ARGV[2])
+if redis.call('TTL', KEYS[1]) < ttl then redis.call('EXPIRE', KEYS[1], ttl) end
+return 1
+"#;
+
 pub struct RedisStore {
     pool: Pool,
     prefix: String,
     rotate: redis::Script,
+    start: redis::Script,
+    index: redis::Script,
 }
 
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
@@ -78,6 +96,8 @@ impl RedisStore {
             pool,
             prefix: prefix.to_owned(),
             rotate: redis::Script::new(ROTATE),
+            start: redis::Script::new(START),
+            index: redis::Script::new(INDEX),
         })
     }
 
@@ -185,28 +205,21 @@ impl TokenStore for RedisStore {
         ];
         let sid = s.sid.to_string();
         self.run(|mut c| async move {
-            redis::pipe()
-                .hset_multiple(&key, &fields)
-                .ignore()
-                .expire(&key, ttl)
-                .ignore()
-                .sadd(&user_key, &sid)
-                .ignore()
-                // NX sets a TTL on a new set, GT extends it to the newest session.
-                .cmd("EXPIRE")
-                .arg(&user_key)
+            let mut start = self.start.key(&key);
+            start.arg(ttl);
+            for (k, v) in &fields {
+                start.arg(*k).arg(v);
+            }
+            start.invoke_async::<i64>(&mut c).await?;
+            self.index
+                .key(&user_key)
+                .arg(&sid)
                 .arg(ttl)
-                .arg("NX")
-                .ignore()
-                .cmd("EXPIRE")
-                .arg(&user_key)
-                .arg(ttl)
-                .arg("GT")
-                .ignore()
-                .query_async::<()>(&mut c)
+                .invoke_async::<i64>(&mut c)
                 .await
         })
         .await
+        .map(|_| ())
     }
 
     async fn rotate(
