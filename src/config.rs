@@ -138,7 +138,8 @@ pub struct Config {
     #[arg(long = "admin-username", env = "TESSERA_ADMIN_USERNAME")]
     pub admin_username: Option<String>,
 
-    #[arg(long = "admin-password", env = "TESSERA_ADMIN_PASSWORD", value_parser = parse_secret, hide_env_values = true)]
+    /// Read from `TESSERA_ADMIN_PASSWORD` only: a password never goes on argv.
+    #[arg(skip)]
     pub admin_password: Option<SecretString>,
 
     /// `pretty` or `json`; default: pretty on a terminal, json otherwise.
@@ -154,6 +155,15 @@ pub struct Config {
 }
 
 impl Config {
+    /// Fills the settings that come only from the environment.
+    pub fn with_env_secrets(mut self) -> Self {
+        self.admin_password = std::env::var("TESSERA_ADMIN_PASSWORD")
+            .ok()
+            .filter(|p| !p.is_empty())
+            .map(SecretString::from);
+        self
+    }
+
     /// The defaults of API.md, as if no variable were set (used by tests).
     pub fn defaults() -> Self {
         Self {

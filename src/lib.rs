@@ -3,6 +3,7 @@
 pub mod accounts;
 pub mod api;
 pub mod auth;
+pub mod bootstrap;
 pub mod config;
 pub mod error;
 pub mod http;

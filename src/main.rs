@@ -24,11 +24,16 @@ enum Command {
     Migrate,
     /// Print the OpenAPI document (YAML).
     Openapi,
+    /// Create the admin account if absent: email and username from
+    /// TESSERA_ADMIN_EMAIL / TESSERA_ADMIN_USERNAME (or flags), password from
+    /// TESSERA_ADMIN_PASSWORD or a prompt, never from the command line.
+    CreateAdmin,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    cli.config = cli.config.with_env_secrets();
     match cli.command.unwrap_or(Command::Serve) {
         Command::Openapi => {
             print!("{}", tessera::openapi_yaml());
@@ -37,10 +42,11 @@ async fn main() -> anyhow::Result<()> {
         Command::Migrate => {
             telemetry::init(cli.config.log_format);
             let db = state::connect_db(&cli.config.database_url).await?;
-            state::migrate(&db).await?;
+            state::migrate(&db, &cli.config.database_url).await?;
             tracing::info!("migrations applied");
             Ok(())
         }
+        Command::CreateAdmin => create_admin(cli.config).await,
         Command::Serve => serve(cli.config).await,
     }
 }
@@ -48,6 +54,10 @@ async fn main() -> anyhow::Result<()> {
 async fn serve(config: Config) -> anyhow::Result<()> {
     telemetry::init(config.log_format);
     let state = state::AppState::build(&config).await?;
+    if let (Some(email), Some(password)) = (&config.admin_email, &config.admin_password) {
+        let username = config.admin_username.as_deref().unwrap_or("admin");
+        tessera::bootstrap::ensure_admin(&state, email, username, password.clone()).await?;
+    }
     let listener = TcpListener::bind(config.bind.clone());
     tracing::info!(bind = %config.bind, "tessera listening; Swagger UI at /docs");
     Server::new(listener)
@@ -60,6 +70,34 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .context("server error")?;
     tracing::info!("drained; bye");
     Ok(())
+}
+
+async fn create_admin(mut config: Config) -> anyhow::Result<()> {
+    telemetry::init(config.log_format);
+    let email = config
+        .admin_email
+        .clone()
+        .context("set TESSERA_ADMIN_EMAIL (or --admin-email)")?;
+    let username = config
+        .admin_username
+        .clone()
+        .unwrap_or_else(|| "admin".into());
+    let password = match config.admin_password.take() {
+        Some(p) => p,
+        None => {
+            let p = rpassword::prompt_password(format!("Password for {email}: "))
+                .context("cannot read the password (set TESSERA_ADMIN_PASSWORD)")?;
+            secrecy::SecretString::from(p)
+        }
+    };
+    let db = state::connect_db(&config.database_url).await?;
+    state::migrate(&db, &config.database_url).await?;
+    let passwords = tessera::auth::password::Passwords::new(
+        config.argon2_memory_kib,
+        config.argon2_iterations,
+        config.argon2_parallelism,
+    )?;
+    tessera::bootstrap::ensure_admin_in(&db, &passwords, &email, &username, password).await
 }
 
 /// SIGTERM (Kubernetes) or Ctrl-C: stop accepting, drain in-flight requests.

@@ -51,10 +51,32 @@ pub async fn connect_db(url: &str) -> anyhow::Result<DatabaseConnection> {
         .context("cannot connect to the database (DATABASE_URL)")
 }
 
-pub async fn migrate(db: &DatabaseConnection) -> anyhow::Result<()> {
-    Migrator::up(db, None)
+/// Applies pending migrations. On PostgreSQL, replicas starting together
+/// serialise on an advisory lock held by one dedicated connection.
+pub async fn migrate(db: &DatabaseConnection, url: &str) -> anyhow::Result<()> {
+    use sea_orm::ConnectionTrait;
+    if !url.starts_with("postgres") {
+        return Migrator::up(db, None)
+            .await
+            .context("database migration failed");
+    }
+    let mut opts = ConnectOptions::new(url.to_owned());
+    opts.max_connections(1)
+        .min_connections(1)
+        .connect_timeout(std::time::Duration::from_secs(5))
+        .sqlx_logging(false);
+    let conn = Database::connect(opts)
         .await
-        .context("database migration failed")
+        .context("cannot connect to the database (DATABASE_URL)")?;
+    const LOCK: &str = "SELECT pg_advisory_lock(7403452390117)";
+    const UNLOCK: &str = "SELECT pg_advisory_unlock(7403452390117)";
+    conn.execute_unprepared(LOCK)
+        .await
+        .context("migration lock")?;
+    let result = Migrator::up(&conn, None).await;
+    let _ = conn.execute_unprepared(UNLOCK).await;
+    let _ = conn.close().await;
+    result.context("database migration failed")
 }
 
 fn split_secrets(list: &Option<SecretString>) -> Vec<SecretString> {
@@ -82,7 +104,7 @@ impl AppState {
             );
         }
         let db = connect_db(&config.database_url).await?;
-        migrate(&db).await?;
+        migrate(&db, &config.database_url).await?;
 
         let store: Arc<dyn TokenStore> = match &config.redis_url {
             Some(url) => Arc::new(RedisStore::new(url, &config.redis_prefix)?),

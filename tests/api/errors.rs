@@ -14,9 +14,12 @@ async fn unknown_route_and_wrong_method(b: Backend) {
     app.get("/auth/nope/deeper", None)
         .await
         .assert_error(404, "NotFound");
-    let r = app.delete("/users/me", None).await;
+    let r = app.post("/users/me", None).await;
     r.assert_error(405, "MethodNotAllowed");
-    assert_eq!(r.header("allow"), Some("GET, PATCH, PUT"));
+    assert_eq!(r.header("allow"), Some("DELETE, GET, PATCH, PUT"));
+    let r = app.delete("/auth/verify", None).await;
+    r.assert_error(405, "MethodNotAllowed");
+    assert_eq!(r.header("allow"), Some("GET"));
     let r = app.get("/auth/login", None).await;
     r.assert_error(405, "MethodNotAllowed");
     assert_eq!(r.header("allow"), Some("POST"));

@@ -550,6 +550,19 @@ impl TestApp {
         }
     }
 
+    /// Bootstraps the configured-admin way (`root@example.com`) and logs in.
+    pub async fn admin(&self) -> Tokens {
+        tessera::bootstrap::ensure_admin(
+            &self.state,
+            "root@example.com",
+            "root",
+            SecretString::from(PASSWORD.to_owned()),
+        )
+        .await
+        .expect("bootstrap admin");
+        self.login("root").await
+    }
+
     pub async fn refresh(&self, refresh_token: &str) -> Resp {
         self.post("/auth/refresh", Some(refresh_token)).await
     }

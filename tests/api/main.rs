@@ -2,6 +2,8 @@
 
 mod helpers;
 
+mod account;
+mod admin;
 mod auth_flow;
 mod errors;
 mod openapi;

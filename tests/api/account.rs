@@ -1,0 +1,1 @@
+//! Fresh-token actions on the caller's own account.

@@ -1,0 +1,1 @@
+//! Administration: listing, reading, role changes, blocking, deletion, bootstrap.
