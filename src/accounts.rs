@@ -17,6 +17,9 @@ pub fn db_error(e: DbErr) -> ApiError {
         Some(SqlErr::UniqueConstraintViolation(_)) => {
             ApiError::Conflict("That value is already taken.".into())
         }
+        Some(SqlErr::ForeignKeyConstraintViolation(_)) => {
+            ApiError::Conflict("The record is still referenced by others.".into())
+        }
         _ => match e {
             DbErr::Conn(_) | DbErr::ConnectionAcquire(_) => ApiError::unavailable(e),
             other => ApiError::internal(other),

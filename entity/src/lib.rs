@@ -1,1 +1,4 @@
+pub mod category;
+pub mod employee;
+pub mod product;
 pub mod user;

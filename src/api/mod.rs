@@ -3,6 +3,8 @@
 use poem_openapi::{OpenApiService, Tags};
 
 pub mod auth;
+pub mod catalog;
+pub mod employees;
 pub mod health;
 pub mod params;
 pub mod security;
@@ -15,15 +17,31 @@ pub enum Tag {
     Auth,
     /// Accounts.
     Users,
+    /// The caller's employee records.
+    Employees,
+    /// Categories and products.
+    Catalog,
     /// Liveness and readiness.
     Health,
 }
 
-pub type Apis = (auth::AuthApi, users::UsersApi, health::HealthApi);
+pub type Apis = (
+    auth::AuthApi,
+    users::UsersApi,
+    employees::EmployeesApi,
+    catalog::CatalogApi,
+    health::HealthApi,
+);
 
 pub fn service() -> OpenApiService<Apis, ()> {
     OpenApiService::new(
-        (auth::AuthApi, users::UsersApi, health::HealthApi),
+        (
+            auth::AuthApi,
+            users::UsersApi,
+            employees::EmployeesApi,
+            catalog::CatalogApi,
+            health::HealthApi,
+        ),
         "Tessera",
         env!("CARGO_PKG_VERSION"),
     )

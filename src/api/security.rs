@@ -102,3 +102,46 @@ async fn check_admin_fresh(req: &Request, bearer: Bearer) -> poem::Result<Claims
     }
     Ok(claims)
 }
+
+/// Optional authentication: no `Authorization` header is anonymous; a header
+/// with a bad, expired or revoked token is the same 401 as anywhere else,
+/// never a silent fallback to anonymous.
+pub struct MaybeAccess(pub Option<Claims>);
+
+impl<'a> poem_openapi::ApiExtractor<'a> for MaybeAccess {
+    const TYPES: &'static [poem_openapi::ApiExtractorType] =
+        &[poem_openapi::ApiExtractorType::SecurityScheme];
+    type ParamType = ();
+    type ParamRawType = ();
+
+    fn register(registry: &mut poem_openapi::registry::Registry) {
+        <Access as poem_openapi::ApiExtractor>::register(registry);
+    }
+
+    fn security_schemes() -> Vec<&'static str> {
+        vec!["accessToken"]
+    }
+
+    /// Documents `security: [{}, {accessToken: []}]`: the token is optional.
+    fn has_security_fallback() -> bool {
+        true
+    }
+
+    async fn from_request(
+        req: &'a Request,
+        _body: &mut poem::RequestBody,
+        _opts: poem_openapi::ExtractParamOptions<()>,
+    ) -> poem::Result<Self> {
+        if !req
+            .headers()
+            .contains_key(poem::http::header::AUTHORIZATION)
+        {
+            return Ok(Self(None));
+        }
+        let bearer = <Bearer as poem_openapi::auth::BearerAuthorization>::from_request(req)
+            .map_err(|_| ApiError::TokenMissing)?;
+        Ok(Self(Some(
+            sessions::authorize_access(state(req)?, &bearer.token).await?,
+        )))
+    }
+}

@@ -56,3 +56,48 @@ impl ToJSON for Text {
         Some(Value::String(self.0.clone()))
     }
 }
+
+/// A JSON number kept as sent (checked for decimals in the rules), so a
+/// price is never rounded through a float on its way in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Price(pub serde_json::Number);
+
+impl Type for Price {
+    const IS_REQUIRED: bool = true;
+    type RawValueType = serde_json::Number;
+    type RawElementValueType = serde_json::Number;
+
+    fn name() -> Cow<'static, str> {
+        "number_price".into()
+    }
+
+    fn schema_ref() -> MetaSchemaRef {
+        let mut schema = MetaSchema::new("number");
+        schema.description = Some("Exact decimal, at most 2 decimal places, >= 0");
+        MetaSchemaRef::Inline(Box::new(schema))
+    }
+
+    fn as_raw_value(&self) -> Option<&serde_json::Number> {
+        Some(&self.0)
+    }
+
+    fn raw_element_iter<'a>(&'a self) -> Box<dyn Iterator<Item = &'a serde_json::Number> + 'a> {
+        Box::new(std::iter::once(&self.0))
+    }
+}
+
+impl ParseFromJSON for Price {
+    fn parse_from_json(value: Option<Value>) -> ParseResult<Self> {
+        match value {
+            Some(Value::Number(n)) => Ok(Price(n)),
+            Some(other) => Err(ParseError::expected_type(other)),
+            None => Err(ParseError::expected_type(Value::Null)),
+        }
+    }
+}
+
+impl ToJSON for Price {
+    fn to_json(&self) -> Option<Value> {
+        Some(Value::Number(self.0.clone()))
+    }
+}

@@ -5,6 +5,8 @@ mod helpers;
 mod account;
 mod admin;
 mod auth_flow;
+mod catalog;
+mod employees;
 mod errors;
 mod openapi;
 mod outage;

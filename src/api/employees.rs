@@ -1,0 +1,193 @@
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use poem::web::Data;
+use poem_openapi::{
+    ApiResponse, Object, OpenApi,
+    param::{Path, Query},
+    payload::Json,
+};
+use uuid::Uuid;
+
+use super::{
+    Tag,
+    params::{Id, Paging},
+    security::Access,
+    text::Text,
+};
+use crate::{
+    employees::{self, Fields},
+    error::ApiResult,
+    state::AppState,
+};
+
+#[derive(Object)]
+pub struct Employee {
+    pub id: Uuid,
+    pub name: String,
+    pub position: String,
+    pub owner_id: Uuid,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<entity::employee::Model> for Employee {
+    fn from(e: entity::employee::Model) -> Self {
+        Self {
+            id: e.id,
+            name: e.name,
+            position: e.position,
+            owner_id: e.owner_id,
+            created_at: e.created_at,
+            updated_at: e.updated_at,
+        }
+    }
+}
+
+#[derive(Object)]
+pub struct NewEmployee {
+    pub name: Text,
+    pub position: Text,
+}
+
+/// Absent or null fields stay unchanged.
+#[derive(Object)]
+pub struct EmployeeChange {
+    pub name: Option<Text>,
+    pub position: Option<Text>,
+}
+
+#[derive(Object)]
+pub struct EmployeePage {
+    pub items: Vec<Employee>,
+    pub page: u64,
+    pub per_page: u64,
+    pub total: u64,
+}
+
+#[derive(ApiResponse)]
+enum Created {
+    #[oai(status = 201)]
+    Created(Json<Employee>, #[oai(header = "Location")] String),
+}
+
+#[derive(ApiResponse)]
+enum NoContent {
+    #[oai(status = 204)]
+    Done,
+}
+
+pub struct EmployeesApi;
+
+async fn update(
+    state: &AppState,
+    auth: Access,
+    id: Id,
+    body: EmployeeChange,
+) -> ApiResult<Json<Employee>> {
+    let id = id.uuid()?;
+    let fields = Fields {
+        name: body.name.map(|t| t.0),
+        position: body.position.map(|t| t.0),
+    };
+    Ok(Json(
+        employees::update(&state.db, auth.0.sub, id, fields)
+            .await?
+            .into(),
+    ))
+}
+
+#[OpenApi(tag = "Tag::Employees")]
+impl EmployeesApi {
+    /// The caller's employees, newest first.
+    #[oai(path = "/employees", method = "get", operation_id = "list_employees")]
+    async fn list(
+        &self,
+        state: Data<&Arc<AppState>>,
+        auth: Access,
+        page: Query<Option<i64>>,
+        per_page: Query<Option<i64>>,
+    ) -> ApiResult<Json<EmployeePage>> {
+        let paging = Paging::new(page.0, per_page.0)?;
+        let (items, total) =
+            employees::list(&state.db, auth.0.sub, paging.page, paging.per_page).await?;
+        Ok(Json(EmployeePage {
+            items: items.into_iter().map(Employee::from).collect(),
+            page: paging.page,
+            per_page: paging.per_page,
+            total,
+        }))
+    }
+
+    /// Add an employee owned by the caller.
+    #[oai(path = "/employees", method = "post", operation_id = "create_employee")]
+    async fn create(
+        &self,
+        state: Data<&Arc<AppState>>,
+        auth: Access,
+        body: Json<NewEmployee>,
+    ) -> ApiResult<Created> {
+        let e = employees::create(&state.db, auth.0.sub, body.0.name.0, body.0.position.0).await?;
+        let location = format!("/employees/{}", e.id);
+        Ok(Created::Created(Json(e.into()), location))
+    }
+
+    /// One of the caller's employees (another user's is 404).
+    #[oai(path = "/employees/:id", method = "get", operation_id = "get_employee")]
+    async fn get(
+        &self,
+        state: Data<&Arc<AppState>>,
+        auth: Access,
+        id: Path<Id>,
+    ) -> ApiResult<Json<Employee>> {
+        let id = id.0.uuid()?;
+        Ok(Json(
+            employees::get(&state.db, auth.0.sub, id).await?.into(),
+        ))
+    }
+
+    /// Change an employee; absent fields stay.
+    #[oai(
+        path = "/employees/:id",
+        method = "patch",
+        operation_id = "patch_employee"
+    )]
+    async fn patch(
+        &self,
+        state: Data<&Arc<AppState>>,
+        auth: Access,
+        id: Path<Id>,
+        body: Json<EmployeeChange>,
+    ) -> ApiResult<Json<Employee>> {
+        update(&state, auth, id.0, body.0).await
+    }
+
+    /// Same as PATCH.
+    #[oai(path = "/employees/:id", method = "put", operation_id = "put_employee")]
+    async fn put(
+        &self,
+        state: Data<&Arc<AppState>>,
+        auth: Access,
+        id: Path<Id>,
+        body: Json<EmployeeChange>,
+    ) -> ApiResult<Json<Employee>> {
+        update(&state, auth, id.0, body.0).await
+    }
+
+    /// Delete an employee.
+    #[oai(
+        path = "/employees/:id",
+        method = "delete",
+        operation_id = "delete_employee"
+    )]
+    async fn delete(
+        &self,
+        state: Data<&Arc<AppState>>,
+        auth: Access,
+        id: Path<Id>,
+    ) -> ApiResult<NoContent> {
+        let id = id.0.uuid()?;
+        employees::delete(&state.db, auth.0.sub, id).await?;
+        Ok(NoContent::Done)
+    }
+}

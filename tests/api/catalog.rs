@@ -1,0 +1,1 @@
+//! The catalog: optional auth listings, fresh creation, admin deletion, exact prices.

@@ -1,0 +1,1 @@
+//! Employees: owned records, isolation between users, cascade with the owner.
