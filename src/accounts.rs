@@ -254,17 +254,13 @@ pub async fn admin_update(
 /// One page of users, oldest first, and the total count.
 pub async fn list(
     db: &DatabaseConnection,
-    page: u64,
-    per_page: u64,
+    paging: crate::paging::Paging,
 ) -> Result<(Vec<user::Model>, u64), ApiError> {
-    use sea_orm::{PaginatorTrait, QueryOrder};
-    let paginator = user::Entity::find()
+    use sea_orm::QueryOrder;
+    let query = user::Entity::find()
         .order_by_asc(user::Column::CreatedAt)
-        .order_by_asc(user::Column::Id)
-        .paginate(db, per_page);
-    let total = paginator.num_items().await.map_err(db_error)?;
-    let items = paginator.fetch_page(page - 1).await.map_err(db_error)?;
-    Ok((items, total))
+        .order_by_asc(user::Column::Id);
+    crate::paging::fetch(db, query, paging).await
 }
 
 pub enum Bootstrap {

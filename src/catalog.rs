@@ -9,7 +9,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use crate::{accounts::db_error, error::ApiError, validation};
+use crate::{accounts::db_error, error::ApiError, paging::Paging, validation};
 
 fn name_problem(field: &str, name: &str) -> Result<(), ApiError> {
     let mut p = validation::Problems::default();
@@ -53,18 +53,12 @@ pub async fn get_category(db: &DatabaseConnection, id: Uuid) -> Result<category:
 
 pub async fn list_categories(
     db: &DatabaseConnection,
-    page: u64,
-    per_page: u64,
+    paging: Paging,
 ) -> Result<(Vec<category::Model>, u64), ApiError> {
-    let paginator = category::Entity::find()
+    let query = category::Entity::find()
         .order_by_asc(category::Column::NameKey)
-        .order_by_asc(category::Column::Id)
-        .paginate(db, per_page);
-    let total = paginator.num_items().await.map_err(db_error)?;
-    Ok((
-        paginator.fetch_page(page - 1).await.map_err(db_error)?,
-        total,
-    ))
+        .order_by_asc(category::Column::Id);
+    crate::paging::fetch(db, query, paging).await
 }
 
 pub async fn rename_category(
@@ -218,22 +212,16 @@ pub async fn get_product(db: &DatabaseConnection, id: Uuid) -> Result<product::M
 pub async fn list_products(
     db: &DatabaseConnection,
     category_id: Option<Uuid>,
-    page: u64,
-    per_page: u64,
+    paging: Paging,
 ) -> Result<(Vec<product::Model>, u64), ApiError> {
     let mut query = product::Entity::find();
     if let Some(c) = category_id {
         query = query.filter(product::Column::CategoryId.eq(c));
     }
-    let paginator = query
+    let query = query
         .order_by_asc(product::Column::NameKey)
-        .order_by_asc(product::Column::Id)
-        .paginate(db, per_page);
-    let total = paginator.num_items().await.map_err(db_error)?;
-    Ok((
-        paginator.fetch_page(page - 1).await.map_err(db_error)?,
-        total,
-    ))
+        .order_by_asc(product::Column::Id);
+    crate::paging::fetch(db, query, paging).await
 }
 
 pub async fn update_product(

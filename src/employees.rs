@@ -3,12 +3,12 @@
 use chrono::Utc;
 use entity::employee;
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait,
-    PaginatorTrait, QueryFilter, QueryOrder,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter,
+    QueryOrder,
 };
 use uuid::Uuid;
 
-use crate::{accounts::db_error, error::ApiError, validation};
+use crate::{accounts::db_error, error::ApiError, paging::Paging, validation};
 
 pub struct Fields {
     pub name: Option<String>,
@@ -68,17 +68,13 @@ pub async fn get(
 pub async fn list(
     db: &DatabaseConnection,
     owner: Uuid,
-    page: u64,
-    per_page: u64,
+    paging: Paging,
 ) -> Result<(Vec<employee::Model>, u64), ApiError> {
-    let paginator = employee::Entity::find()
+    let query = employee::Entity::find()
         .filter(employee::Column::OwnerId.eq(owner))
         .order_by_desc(employee::Column::CreatedAt)
-        .order_by_desc(employee::Column::Id)
-        .paginate(db, per_page);
-    let total = paginator.num_items().await.map_err(db_error)?;
-    let items = paginator.fetch_page(page - 1).await.map_err(db_error)?;
-    Ok((items, total))
+        .order_by_desc(employee::Column::Id);
+    crate::paging::fetch(db, query, paging).await
 }
 
 pub async fn update(

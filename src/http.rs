@@ -137,14 +137,19 @@ fn classify(e: poem::Error, path: &str, sent_body: bool, allow: &AllowTable) -> 
             _ => ApiError::UnsupportedMediaType,
         };
     }
-    if let Some(p) = e.downcast_ref::<ParseRequestPayloadError>() {
-        return ApiError::BadRequest(format!("Invalid JSON body: {}", p.reason));
+    // The parser's reason quotes the offending value, which may be a
+    // password: never echo it.
+    if e.is::<ParseRequestPayloadError>() {
+        return ApiError::BadRequest(
+            "The body is not valid JSON, lacks a required field, or has a field of the wrong type."
+                .into(),
+        );
     }
     if let Some(p) = e.downcast_ref::<ParsePathError>() {
         return ApiError::BadRequest(format!("Invalid path parameter `{}`.", p.name));
     }
     if let Some(p) = e.downcast_ref::<ParseParamError>() {
-        return ApiError::BadRequest(format!("Invalid parameter `{}`: {}", p.name, p.reason));
+        return ApiError::BadRequest(format!("Invalid parameter `{}`.", p.name));
     }
     match e.status() {
         StatusCode::NOT_FOUND => ApiError::NotFound("No such route.".into()),

@@ -10,6 +10,7 @@ pub mod employees;
 pub mod error;
 pub mod http;
 pub mod money;
+pub mod paging;
 pub mod state;
 pub mod telemetry;
 pub mod validation;

@@ -85,6 +85,12 @@ async fn create_admin(mut config: Config) -> anyhow::Result<()> {
     let password = match config.admin_password.take() {
         Some(p) => p,
         None => {
+            use std::io::IsTerminal;
+            // Never wait for a prompt nobody can answer (CI, containers).
+            anyhow::ensure!(
+                std::io::stdin().is_terminal(),
+                "set TESSERA_ADMIN_PASSWORD: stdin is not a terminal, so the password cannot be prompted for"
+            );
             let p = rpassword::prompt_password(format!("Password for {email}: "))
                 .context("cannot read the password (set TESSERA_ADMIN_PASSWORD)")?;
             secrecy::SecretString::from(p)

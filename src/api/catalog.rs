@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use super::{
     Tag,
-    params::{Id, Paging},
+    params::Id,
     security::{Access, Admin, Fresh, MaybeAccess},
     text::{Price, Text},
 };
@@ -159,9 +159,8 @@ impl CatalogApi {
         page: Query<Option<i64>>,
         per_page: Query<Option<i64>>,
     ) -> ApiResult<Json<CategoryPage>> {
-        let paging = Paging::new(page.0, per_page.0)?;
-        let (items, total) =
-            catalog::list_categories(&state.db, paging.page, paging.per_page).await?;
+        let paging = crate::paging::Paging::new(page.0, per_page.0)?;
+        let (items, total) = catalog::list_categories(&state.db, paging).await?;
         Ok(Json(CategoryPage {
             items: items.into_iter().map(Category::from).collect(),
             page: paging.page,
@@ -252,10 +251,9 @@ impl CatalogApi {
         per_page: Query<Option<i64>>,
         category_id: Query<Option<Id>>,
     ) -> ApiResult<Json<ProductPage>> {
-        let paging = Paging::new(page.0, per_page.0)?;
+        let paging = crate::paging::Paging::new(page.0, per_page.0)?;
         let category = category_id.0.map(|c| c.uuid()).transpose()?;
-        let (items, total) =
-            catalog::list_products(&state.db, category, paging.page, paging.per_page).await?;
+        let (items, total) = catalog::list_products(&state.db, category, paging).await?;
         let limited = auth.0.is_none();
         let items = items
             .into_iter()

@@ -9,12 +9,7 @@ use poem_openapi::{
 };
 use uuid::Uuid;
 
-use super::{
-    Tag,
-    params::{Id, Paging},
-    security::Access,
-    text::Text,
-};
+use super::{Tag, params::Id, security::Access, text::Text};
 use crate::{
     employees::{self, Fields},
     error::ApiResult,
@@ -108,9 +103,8 @@ impl EmployeesApi {
         page: Query<Option<i64>>,
         per_page: Query<Option<i64>>,
     ) -> ApiResult<Json<EmployeePage>> {
-        let paging = Paging::new(page.0, per_page.0)?;
-        let (items, total) =
-            employees::list(&state.db, auth.0.sub, paging.page, paging.per_page).await?;
+        let paging = crate::paging::Paging::new(page.0, per_page.0)?;
+        let (items, total) = employees::list(&state.db, auth.0.sub, paging).await?;
         Ok(Json(EmployeePage {
             items: items.into_iter().map(Employee::from).collect(),
             page: paging.page,

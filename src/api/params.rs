@@ -1,4 +1,4 @@
-//! Path and query parameters parsed by our rules, so that errors keep
+//! Path parameters parsed by our rules, so that errors keep
 //! API.md's precedence (authentication and role before parameters) and
 //! every bad value is a 400 `BadRequest`.
 
@@ -47,49 +47,5 @@ impl Type for Id {
 impl ParseFromParameter for Id {
     fn parse_from_parameter(value: &str) -> ParseResult<Self> {
         Ok(Id(value.to_owned()))
-    }
-}
-
-/// Validated paging: `page` from 1, `per_page` 1..=100 (default 20).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Paging {
-    pub page: u64,
-    pub per_page: u64,
-}
-
-impl Paging {
-    pub fn new(page: Option<i64>, per_page: Option<i64>) -> Result<Self, ApiError> {
-        let page = page.unwrap_or(1);
-        let per_page = per_page.unwrap_or(20);
-        if page < 1 {
-            return Err(ApiError::BadRequest("`page` starts at 1.".into()));
-        }
-        if !(1..=100).contains(&per_page) {
-            return Err(ApiError::BadRequest("`per_page` must be 1 to 100.".into()));
-        }
-        Ok(Self {
-            page: page as u64,
-            per_page: per_page as u64,
-        })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn paging_bounds() {
-        assert_eq!(
-            Paging::new(None, None).unwrap(),
-            Paging {
-                page: 1,
-                per_page: 20
-            }
-        );
-        assert!(Paging::new(Some(0), None).is_err());
-        assert!(Paging::new(None, Some(0)).is_err());
-        assert!(Paging::new(None, Some(101)).is_err());
-        assert!(Paging::new(Some(3), Some(100)).is_ok());
     }
 }

@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use super::{
     Tag,
-    params::{Id, Paging},
+    params::Id,
     security::{Access, Admin, AdminFresh, Fresh},
     text::Text,
 };
@@ -183,8 +183,8 @@ impl UsersApi {
         page: Query<Option<i64>>,
         per_page: Query<Option<i64>>,
     ) -> ApiResult<Json<UserPage>> {
-        let paging = Paging::new(page.0, per_page.0)?;
-        let (items, total) = accounts::list(&state.db, paging.page, paging.per_page).await?;
+        let paging = crate::paging::Paging::new(page.0, per_page.0)?;
+        let (items, total) = accounts::list(&state.db, paging).await?;
         Ok(Json(UserPage {
             items: items.into_iter().map(User::from).collect(),
             page: paging.page,

@@ -41,6 +41,26 @@ async fn non_fresh(app: &TestApp, name: &str) -> Tokens {
     tokens
 }
 
+/// Employee rows owned by `owner`, read straight from the database.
+async fn employees_of(app: &TestApp, owner: &str) -> u64 {
+    use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+    entity::employee::Entity::find()
+        .filter(entity::employee::Column::OwnerId.eq(uuid::Uuid::parse_str(owner).unwrap()))
+        .count(&app.state.db)
+        .await
+        .expect("count employees")
+}
+
+async fn add_employee(app: &TestApp, t: &Tokens, name: &str) {
+    app.post_json(
+        "/employees",
+        &json!({"name": name, "position": "engineer"}),
+        Some(&t.access),
+    )
+    .await
+    .assert_status(201);
+}
+
 /// Everything the user can still do with their current password and tokens.
 async fn assert_unchanged(app: &TestApp, name: &str, tokens: &[&Tokens]) {
     for t in tokens {
@@ -266,6 +286,10 @@ async fn delete_me_is_a_hard_delete(b: Backend) {
     let second = app.login("ann").await;
     let rotated = non_fresh(&app, "ann").await;
     let bob = app.user("bob").await;
+    add_employee(&app, &first, "Ann's first").await;
+    add_employee(&app, &first, "Ann's second").await;
+    add_employee(&app, &bob, "Bob's").await;
+    assert_eq!(employees_of(&app, &first.user_id).await, 2);
 
     let r = app.delete("/users/me", Some(&first.access)).await;
     r.assert_status(204);
@@ -288,6 +312,12 @@ async fn delete_me_is_a_hard_delete(b: Backend) {
     app.login_email("ann@example.com", PASSWORD)
         .await
         .assert_error(401, "InvalidCredentials");
+    // Everything the user owned went with them; other users' records stay.
+    assert_eq!(employees_of(&app, &first.user_id).await, 0);
+    assert_eq!(employees_of(&app, &bob.user_id).await, 1);
+    let bobs = app.get("/employees", Some(&bob.access)).await;
+    bobs.assert_status(200);
+    assert_eq!(bobs.body["total"], 1, "{bobs:?}");
 
     // Gone for the admin too.
     app.get(&format!("/users/{}", first.user_id), Some(&admin.access))

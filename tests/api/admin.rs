@@ -645,11 +645,32 @@ async fn admin_deletes_a_user(b: Backend) {
     let ann = app.user("ann").await;
     let stale = non_fresh(&app, "ann").await;
     let bob = app.user("bob").await;
+    for (t, name) in [(&ann, "Ann's"), (&bob, "Bob's")] {
+        app.post_json(
+            "/employees",
+            &json!({"name": name, "position": "engineer"}),
+            Some(&t.access),
+        )
+        .await
+        .assert_status(201);
+    }
 
     let r = app
         .delete(&format!("/users/{}", ann.user_id), Some(&admin.access))
         .await;
     r.assert_status(204);
+    // The user's records went with them (hard delete, cascade); Bob's stay.
+    {
+        use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+        for (owner, expected) in [(&ann.user_id, 0), (&bob.user_id, 1)] {
+            let n = entity::employee::Entity::find()
+                .filter(entity::employee::Column::OwnerId.eq(Uuid::parse_str(owner).unwrap()))
+                .count(&app.state.db)
+                .await
+                .expect("count employees");
+            assert_eq!(n, expected, "employees of {owner}");
+        }
+    }
     assert!(r.text.is_empty(), "204 with a body: {r:?}");
 
     for t in [&ann, &stale] {

@@ -1,0 +1,83 @@
+//! Pages of query results: `page` from 1, `per_page` 1..=100 (default 20).
+
+use sea_orm::{DatabaseConnection, EntityTrait, PaginatorTrait, QuerySelect, Select};
+
+use crate::{accounts::db_error, error::ApiError};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Paging {
+    pub page: u64,
+    pub per_page: u64,
+}
+
+impl Paging {
+    /// Bad values are 400 `BadRequest` (they violate the schema).
+    pub fn new(page: Option<i64>, per_page: Option<i64>) -> Result<Self, ApiError> {
+        let page = page.unwrap_or(1);
+        let per_page = per_page.unwrap_or(20);
+        if page < 1 {
+            return Err(ApiError::BadRequest("`page` starts at 1.".into()));
+        }
+        if !(1..=100).contains(&per_page) {
+            return Err(ApiError::BadRequest("`per_page` must be 1 to 100.".into()));
+        }
+        Ok(Self {
+            page: page as u64,
+            per_page: per_page as u64,
+        })
+    }
+
+    /// Rows to skip; `None` when the page lies beyond any possible row.
+    fn offset(&self) -> Option<u64> {
+        (self.page - 1)
+            .checked_mul(self.per_page)
+            .filter(|o| *o <= i64::MAX as u64)
+    }
+}
+
+/// One page of `query` and the total count. A page past the end is empty.
+pub async fn fetch<E>(
+    db: &DatabaseConnection,
+    query: Select<E>,
+    paging: Paging,
+) -> Result<(Vec<E::Model>, u64), ApiError>
+where
+    E: EntityTrait,
+    E::Model: Send + Sync,
+{
+    let total = query.clone().count(db).await.map_err(db_error)?;
+    let items = match paging.offset() {
+        Some(offset) if offset < total => query
+            .offset(offset)
+            .limit(paging.per_page)
+            .all(db)
+            .await
+            .map_err(db_error)?,
+        _ => vec![],
+    };
+    Ok((items, total))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bounds() {
+        assert_eq!(
+            Paging::new(None, None).unwrap(),
+            Paging {
+                page: 1,
+                per_page: 20
+            }
+        );
+        assert!(Paging::new(Some(0), None).is_err());
+        assert!(Paging::new(None, Some(0)).is_err());
+        assert!(Paging::new(None, Some(101)).is_err());
+        assert_eq!(
+            Paging::new(Some(i64::MAX), Some(100)).unwrap().offset(),
+            None
+        );
+        assert_eq!(Paging::new(Some(3), Some(10)).unwrap().offset(), Some(20));
+    }
+}
