@@ -10,7 +10,15 @@ use sea_orm::{
 use secrecy::SecretString;
 use uuid::Uuid;
 
-use crate::{auth::claims::Role, auth::password::Passwords, error::ApiError, validation};
+use crate::{
+    auth::{
+        claims::Role,
+        limits::{self, Limiter},
+        password::Passwords,
+    },
+    error::ApiError,
+    validation,
+};
 
 pub fn db_error(e: DbErr) -> ApiError {
     match e.sql_err() {
@@ -111,13 +119,25 @@ pub enum Identifier {
     Username(String),
 }
 
-/// Checks credentials. Unknown account and wrong password are the same
-/// error after the same work (a dummy hash is verified for unknown ones).
+impl Identifier {
+    fn as_str(&self) -> &str {
+        match self {
+            Identifier::Email(s) | Identifier::Username(s) => s,
+        }
+    }
+}
+
+/// Checks credentials under the login limits (`auth::limits`). Unknown
+/// account and wrong password are the same error after the same work (the
+/// same store calls, and a dummy hash is verified for unknown ones). Over a
+/// limit: `TooManyRequests`, without checking the password.
 pub async fn authenticate(
     db: &DatabaseConnection,
     passwords: &Passwords,
+    limiter: &Limiter<'_>,
     ident: &Identifier,
     password: SecretString,
+    client_ip: Option<&str>,
 ) -> Result<user::Model, ApiError> {
     let query = match ident {
         Identifier::Email(e) => {
@@ -128,17 +148,30 @@ pub async fn authenticate(
         }
     };
     let found = query.one(db).await.map_err(db_error)?;
+    let key = limits::account_key(found.as_ref().map(|u| u.id), ident.as_str());
+    let attempt = limiter.begin(key, client_ip).await?;
     let hash = found.as_ref().map(|u| u.password_hash.clone());
-    let ok = passwords.verify(password, hash).await?;
+    let ok = match passwords.verify(password, hash).await {
+        Ok(ok) => ok,
+        Err(e) => {
+            attempt.not_counted().await;
+            return Err(e);
+        }
+    };
     match found {
         Some(u) if ok => {
             if u.blocked {
+                attempt.not_counted().await;
                 Err(ApiError::UserBlocked)
             } else {
+                attempt.succeeded().await?;
                 Ok(u)
             }
         }
-        _ => Err(ApiError::InvalidCredentials),
+        _ => {
+            attempt.failed();
+            Err(ApiError::InvalidCredentials)
+        }
     }
 }
 

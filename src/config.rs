@@ -1,10 +1,10 @@
 //! One typed configuration, read once from environment variables and the
 //! same-named flags of `tessera serve` (API.md, "Configuration").
 
-use std::time::Duration;
+use std::{path::PathBuf, time::Duration};
 
 use clap::{Args, ValueEnum};
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 
 /// Parses whole seconds (`900`) or humantime (`15m`).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -64,6 +64,18 @@ pub struct Config {
     /// Comma-separated retired HS256 secrets, accepted for verification only.
     #[arg(long = "jwt-previous-secrets", env = "TESSERA_JWT_PREVIOUS_SECRETS", value_parser = parse_secret, hide_env_values = true)]
     pub jwt_previous_secrets: Option<SecretString>,
+
+    /// PEM (PKCS#8) Ed25519 private key: sign with EdDSA and publish the
+    /// public key at /.well-known/jwks.json.
+    #[arg(long = "jwt-ed25519-key-file", env = "TESSERA_JWT_ED25519_KEY_FILE")]
+    pub jwt_ed25519_key_file: Option<PathBuf>,
+
+    /// Comma-separated PEM files of retired Ed25519 public keys, verify-only.
+    #[arg(
+        long = "jwt-previous-public-keys",
+        env = "TESSERA_JWT_PREVIOUS_PUBLIC_KEYS"
+    )]
+    pub jwt_previous_public_keys: Option<String>,
 
     #[arg(long = "issuer", env = "TESSERA_ISSUER", default_value = "tessera")]
     pub issuer: String,
@@ -150,6 +162,14 @@ pub struct Config {
     #[arg(long = "cors-origins", env = "TESSERA_CORS_ORIGINS")]
     pub cors_origins: Option<String>,
 
+    /// Longest a request may take, body upload included (then 503); 0 = no limit.
+    #[arg(long = "request-timeout", env = "TESSERA_REQUEST_TIMEOUT", default_value = "30", value_parser = parse_duration)]
+    pub request_timeout: Duration,
+
+    /// A connection without any traffic for this long is closed; 0 = never.
+    #[arg(long = "idle-timeout", env = "TESSERA_IDLE_TIMEOUT", default_value = "75", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+
     #[arg(long = "env", env = "TESSERA_ENV", default_value = "development")]
     pub env: Environment,
 }
@@ -168,11 +188,13 @@ impl Config {
     pub fn defaults() -> Self {
         Self {
             bind: "127.0.0.1:8080".into(),
-            database_url: "sqlite://tessera.db?mode=rwc".into(),
+            database_url: DEFAULT_DATABASE_URL.into(),
             redis_url: None,
             redis_prefix: "tessera:".into(),
             jwt_secret: None,
             jwt_previous_secrets: None,
+            jwt_ed25519_key_file: None,
+            jwt_previous_public_keys: None,
             issuer: "tessera".into(),
             audience: "tessera".into(),
             access_ttl: Duration::from_secs(900),
@@ -192,7 +214,127 @@ impl Config {
             admin_password: None,
             log_format: None,
             cors_origins: None,
+            request_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(75),
             env: Environment::Development,
+        }
+    }
+}
+
+/// The SQLite URL used when `DATABASE_URL` is not set.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://tessera.db?mode=rwc";
+
+/// Splits a comma-separated list, trimming blanks away.
+fn split_list(list: &str) -> impl Iterator<Item = &str> {
+    list.split(',').map(str::trim).filter(|s| !s.is_empty())
+}
+
+/// `Some(path)` for a SQLite URL (`sqlite:path`, `sqlite://path?...`).
+fn sqlite_path(url: &str) -> Option<&str> {
+    let rest = url.trim().strip_prefix("sqlite:")?;
+    let rest = rest.strip_prefix("//").unwrap_or(rest);
+    Some(rest.split('?').next().unwrap_or(""))
+}
+
+/// SQLite's default file (`tessera.db` in the working directory, however the
+/// URL spells it) or an in-memory SQLite database: data that does not survive
+/// a container restart, so never a production database.
+fn is_throwaway_sqlite(url: &str) -> bool {
+    let Some(path) = sqlite_path(url) else {
+        return false;
+    };
+    let path = path.strip_prefix("./").unwrap_or(path);
+    path.is_empty() || path == "tessera.db" || path == ":memory:" || url.contains("mode=memory")
+}
+
+impl Config {
+    /// The retired HS256 secrets of `TESSERA_JWT_PREVIOUS_SECRETS`.
+    pub fn previous_secrets(&self) -> Vec<SecretString> {
+        self.jwt_previous_secrets
+            .as_ref()
+            .map(|s| {
+                split_list(s.expose_secret())
+                    .map(|s| SecretString::from(s.to_owned()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The files of `TESSERA_JWT_PREVIOUS_PUBLIC_KEYS`.
+    pub fn previous_public_key_files(&self) -> Vec<PathBuf> {
+        self.jwt_previous_public_keys
+            .as_deref()
+            .map(|s| split_list(s).map(PathBuf::from).collect())
+            .unwrap_or_default()
+    }
+
+    /// Every reason this configuration must not start, in one list (empty:
+    /// fine). In any mode: secrets shorter than 32 bytes, key files that
+    /// cannot be read. With `TESSERA_ENV=production` also: no persistent
+    /// signing key, SQLite's default file (or an in-memory SQLite database),
+    /// no Redis.
+    pub fn validate(&self) -> Result<(), Vec<String>> {
+        let mut problems = Vec::new();
+        let min = crate::auth::keys::MIN_SECRET_BYTES;
+        if let Some(secret) = &self.jwt_secret
+            && secret.expose_secret().len() < min
+        {
+            problems.push(format!(
+                "TESSERA_JWT_SECRET is shorter than {min} bytes (generate one with `openssl rand -hex 32`)"
+            ));
+        }
+        for (i, secret) in self.previous_secrets().iter().enumerate() {
+            if secret.expose_secret().len() < min {
+                problems.push(format!(
+                    "TESSERA_JWT_PREVIOUS_SECRETS: secret {} of the list is shorter than {min} bytes",
+                    i + 1
+                ));
+            }
+        }
+        if let Some(path) = &self.jwt_ed25519_key_file
+            && !path.is_file()
+        {
+            problems.push(format!(
+                "TESSERA_JWT_ED25519_KEY_FILE: {} is not a readable file",
+                path.display()
+            ));
+        }
+        for path in self.previous_public_key_files() {
+            if !path.is_file() {
+                problems.push(format!(
+                    "TESSERA_JWT_PREVIOUS_PUBLIC_KEYS: {} is not a readable file",
+                    path.display()
+                ));
+            }
+        }
+        if self.env == Environment::Production {
+            if self.jwt_secret.is_none() && self.jwt_ed25519_key_file.is_none() {
+                problems.push(
+                    "TESSERA_JWT_SECRET is not set (nor TESSERA_JWT_ED25519_KEY_FILE): production needs a fixed signing key shared by all replicas, not a random per-process secret"
+                        .into(),
+                );
+            }
+            if is_throwaway_sqlite(&self.database_url) {
+                problems.push(format!(
+                    "DATABASE_URL is {:?}, SQLite's default file (or an in-memory database): set DATABASE_URL=postgres://... in production",
+                    self.database_url
+                ));
+            }
+            if self
+                .redis_url
+                .as_deref()
+                .is_none_or(|u| u.trim().is_empty())
+            {
+                problems.push(
+                    "REDIS_URL is not set: production needs the shared Redis token store (the in-memory store is per process: revocations and login limits would not reach other replicas)"
+                        .into(),
+                );
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems)
         }
     }
 }
@@ -207,5 +349,112 @@ mod tests {
         assert_eq!(parse_duration("15m"), Ok(Duration::from_secs(900)));
         assert_eq!(parse_duration("1h 30m"), Ok(Duration::from_secs(5400)));
         assert!(parse_duration("soon").is_err());
+    }
+}
+
+#[cfg(test)]
+mod validate_tests {
+    use super::*;
+
+    const SECRET: &str = "0123456789abcdef0123456789abcdef";
+
+    fn production() -> Config {
+        let mut c = Config::defaults();
+        c.env = Environment::Production;
+        c.jwt_secret = Some(SecretString::from(SECRET.to_owned()));
+        c.database_url = "postgres://tessera@db/tessera".into();
+        c.redis_url = Some("redis://redis:6379/".into());
+        c
+    }
+
+    fn problems(c: &Config) -> String {
+        c.validate().expect_err("should be refused").join("\n")
+    }
+
+    #[test]
+    fn a_correct_production_config_passes() {
+        assert_eq!(production().validate(), Ok(()));
+        let mut c = production();
+        c.jwt_previous_secrets = Some(SecretString::from(format!(" {SECRET}x , {SECRET}y ")));
+        assert_eq!(c.validate(), Ok(()));
+        assert_eq!(c.previous_secrets().len(), 2);
+        // An explicit SQLite file is allowed (one instance, warned at start).
+        c.database_url = "sqlite:///var/lib/tessera/tessera.db?mode=rwc".into();
+        assert_eq!(c.validate(), Ok(()));
+    }
+
+    #[test]
+    fn an_ed25519_key_file_replaces_the_secret() {
+        let file =
+            std::env::temp_dir().join(format!("tessera-validate-{}.pem", std::process::id()));
+        std::fs::write(&file, "placeholder").unwrap();
+        let mut c = production();
+        c.jwt_secret = None;
+        c.jwt_ed25519_key_file = Some(file.clone());
+        let result = c.validate();
+        c.jwt_ed25519_key_file = Some(file.with_extension("missing"));
+        c.jwt_previous_public_keys = Some(format!("{},", file.display()));
+        let missing = problems(&c);
+        std::fs::remove_file(&file).unwrap();
+        assert_eq!(result, Ok(()));
+        assert!(
+            missing.contains("TESSERA_JWT_ED25519_KEY_FILE"),
+            "{missing}"
+        );
+        assert!(
+            !missing.contains("TESSERA_JWT_PREVIOUS_PUBLIC_KEYS"),
+            "{missing}"
+        );
+    }
+
+    #[test]
+    fn production_refuses_unsafe_defaults_and_lists_them_all() {
+        let mut c = Config::defaults();
+        c.env = Environment::Production;
+        let all = problems(&c);
+        for setting in ["TESSERA_JWT_SECRET", "DATABASE_URL", "REDIS_URL"] {
+            assert!(all.contains(setting), "{setting} not named in: {all}");
+        }
+        // The same defaults are fine in development.
+        assert_eq!(Config::defaults().validate(), Ok(()));
+
+        for url in [
+            "sqlite://tessera.db?mode=rwc",
+            "sqlite://tessera.db",
+            "sqlite:tessera.db",
+            "sqlite://./tessera.db?mode=rwc",
+            "sqlite::memory:",
+            "sqlite://file.db?mode=memory",
+        ] {
+            let mut c = production();
+            c.database_url = url.into();
+            assert!(problems(&c).contains("DATABASE_URL"), "{url} accepted");
+        }
+        let mut c = production();
+        c.redis_url = None;
+        assert!(problems(&c).contains("REDIS_URL"));
+        c.redis_url = Some(" ".into());
+        assert!(problems(&c).contains("REDIS_URL"));
+    }
+
+    #[test]
+    fn short_secrets_are_refused_in_every_mode() {
+        for env in [Environment::Development, Environment::Production] {
+            let mut c = production();
+            c.env = env;
+            c.jwt_secret = Some(SecretString::from("x".repeat(31)));
+            let p = problems(&c);
+            assert!(p.contains("TESSERA_JWT_SECRET"), "{p}");
+            assert!(!p.contains(&"x".repeat(31)), "the secret is echoed: {p}");
+            c.jwt_secret = Some(SecretString::from("x".repeat(32)));
+            assert_eq!(c.validate(), Ok(()));
+            c.jwt_previous_secrets = Some(SecretString::from(format!("{SECRET},tiny")));
+            let p = problems(&c);
+            assert!(
+                p.contains("TESSERA_JWT_PREVIOUS_SECRETS") && p.contains("secret 2"),
+                "{p}"
+            );
+            assert!(!p.contains("tiny"), "the secret is echoed: {p}");
+        }
     }
 }

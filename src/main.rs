@@ -53,6 +53,9 @@ async fn main() -> anyhow::Result<()> {
 
 async fn serve(config: Config) -> anyhow::Result<()> {
     telemetry::init(config.log_format);
+    tessera::http::CorsPolicy::parse(config.cors_origins.as_deref())
+        .map_err(anyhow::Error::msg)
+        .context("invalid TESSERA_CORS_ORIGINS")?;
     let state = state::AppState::build(&config).await?;
     if let (Some(email), Some(password)) = (&config.admin_email, &config.admin_password) {
         let username = config.admin_username.as_deref().unwrap_or("admin");
@@ -60,7 +63,17 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     }
     let listener = TcpListener::bind(config.bind.clone());
     tracing::info!(bind = %config.bind, "tessera listening; Swagger UI at /docs");
-    Server::new(listener)
+    // HTTP/1.1 heads are capped by hyper (about 408 KB) and by the app
+    // (`http::MAX_HEADER_BYTES`, JSON 431); HTTP/2 (h2c) gets the same room so
+    // a 100 KB bearer token works there too. hyper's header read timeout needs
+    // a timer that poem 3.1 does not set: the idle timeout and the request
+    // deadline are what bound slow clients.
+    let mut server = Server::new(listener)
+        .http2_max_header_list_size((tessera::http::MAX_HEADER_BYTES + 16 * 1024) as u32);
+    if !config.idle_timeout.is_zero() {
+        server = server.idle_timeout(config.idle_timeout);
+    }
+    server
         .run_with_graceful_shutdown(
             tessera::app(state),
             shutdown_signal(),

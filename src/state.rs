@@ -10,7 +10,7 @@ use secrecy::SecretString;
 
 use crate::{
     auth::{
-        keys::{KeyRing, KeySettings},
+        keys::{KeyRing, RingSettings},
         password::Passwords,
         store::{MemoryStore, RedisStore, TokenStore},
     },
@@ -26,7 +26,12 @@ pub struct Settings {
     pub refresh_ttl: i64,
     pub reuse_grace_ms: i64,
     pub max_body_bytes: usize,
+    /// `TESSERA_CORS_ORIGINS` as configured (parsed by `http::CorsPolicy`).
+    pub cors_origins: Option<String>,
+    /// Per-request deadline (`TESSERA_REQUEST_TIMEOUT`); zero means none.
+    pub request_timeout: std::time::Duration,
     pub trust_forwarded: bool,
+    pub login_limits: crate::auth::limits::LoginLimits,
 }
 
 pub struct AppState {
@@ -79,24 +84,72 @@ pub async fn migrate(db: &DatabaseConnection, url: &str) -> anyhow::Result<()> {
     result.context("database migration failed")
 }
 
-fn split_secrets(list: &Option<SecretString>) -> Vec<SecretString> {
-    use secrecy::ExposeSecret;
-    list.as_ref()
-        .map(|s| {
-            s.expose_secret()
-                .split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(|s| SecretString::from(s.to_owned()))
-                .collect()
-        })
-        .unwrap_or_default()
+/// Reads a PEM key file named by `setting`.
+fn read_key_file(setting: &str, path: &std::path::Path) -> anyhow::Result<String> {
+    std::fs::read_to_string(path)
+        .with_context(|| format!("{setting}: cannot read {}", path.display()))
+}
+
+/// The signing and verification keys of the configuration.
+fn key_ring(config: &Config) -> anyhow::Result<KeyRing> {
+    let ed25519_pem = config
+        .jwt_ed25519_key_file
+        .as_deref()
+        .map(|p| read_key_file("TESSERA_JWT_ED25519_KEY_FILE", p))
+        .transpose()?;
+    let previous_public_pems = config
+        .previous_public_key_files()
+        .iter()
+        .map(|p| read_key_file("TESSERA_JWT_PREVIOUS_PUBLIC_KEYS", p))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let random;
+    let secret = match (&config.jwt_secret, &ed25519_pem) {
+        (Some(s), _) => Some(s),
+        (None, Some(_)) => None,
+        (None, None) => {
+            tracing::warn!(
+                "TESSERA_JWT_SECRET is not set: using a random per-process secret; tokens die with the process"
+            );
+            let mut bytes = [0u8; 48];
+            rand::rng().fill_bytes(&mut bytes);
+            let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+            random = SecretString::from(hex);
+            Some(&random)
+        }
+    };
+    if ed25519_pem.is_some() && config.jwt_secret.is_some() {
+        tracing::info!("signing with EdDSA: TESSERA_JWT_SECRET is accepted for verification only");
+    }
+    let previous = config.previous_secrets();
+    let keys = KeyRing::new(RingSettings {
+        secret,
+        previous_secrets: &previous,
+        ed25519_private_pem: ed25519_pem.as_deref(),
+        previous_public_pems: &previous_public_pems,
+        issuer: &config.issuer,
+        audience: &config.audience,
+        leeway_secs: config.jwt_leeway.as_secs(),
+    })?;
+    tracing::info!(alg = ?keys.algorithm(), kid = keys.kid(), "token signing key");
+    Ok(keys)
 }
 
 impl AppState {
     /// Connects, migrates and assembles the state. Warns once for each
     /// embedded default that is unfit for production.
     pub async fn build(config: &Config) -> anyhow::Result<Arc<Self>> {
+        if let Err(problems) = config.validate() {
+            anyhow::bail!(
+                "refusing to start (TESSERA_ENV={}), fix the configuration:\n  - {}",
+                match config.env {
+                    crate::config::Environment::Production => "production",
+                    crate::config::Environment::Development => "development",
+                },
+                problems.join("\n  - ")
+            );
+        }
+        // Key files are read before anything connects: a bad key fails fast.
+        let keys = key_ring(config)?;
         if config.database_url.starts_with("sqlite:") {
             tracing::warn!(
                 url = %config.database_url,
@@ -116,27 +169,6 @@ impl AppState {
             }
         };
 
-        let secret = match &config.jwt_secret {
-            Some(s) => s.clone(),
-            None => {
-                tracing::warn!(
-                    "TESSERA_JWT_SECRET is not set: using a random per-process secret; tokens die with the process"
-                );
-                let mut bytes = [0u8; 48];
-                rand::rng().fill_bytes(&mut bytes);
-                let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-                SecretString::from(hex)
-            }
-        };
-        let previous = split_secrets(&config.jwt_previous_secrets);
-        let keys = KeyRing::hs256(KeySettings {
-            secret: &secret,
-            previous: &previous,
-            issuer: &config.issuer,
-            audience: &config.audience,
-            leeway_secs: config.jwt_leeway.as_secs(),
-        })?;
-
         let passwords = Passwords::new(
             config.argon2_memory_kib,
             config.argon2_iterations,
@@ -155,7 +187,10 @@ impl AppState {
                 refresh_ttl: config.refresh_ttl.as_secs() as i64,
                 reuse_grace_ms: config.refresh_reuse_grace.as_millis() as i64,
                 max_body_bytes: config.max_body_bytes,
+                cors_origins: config.cors_origins.clone(),
+                request_timeout: config.request_timeout,
                 trust_forwarded: config.trust_forwarded,
+                login_limits: crate::auth::limits::LoginLimits::from_config(config),
             },
         }))
     }

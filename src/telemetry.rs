@@ -2,12 +2,54 @@
 
 use std::io::IsTerminal;
 
-use tracing_subscriber::{EnvFilter, fmt};
+use tracing_subscriber::{EnvFilter, filter::LevelFilter, fmt};
 
 use crate::config::LogFormat;
 
+/// Crates that handle raw requests (HTTP/2 frames, connection bytes) or SQL
+/// (statements, and with some features their bound values, e.g. password
+/// hashes). A global `debug`/`trace` in `RUST_LOG` leaves them at `info`: at
+/// those levels they log floods of transport detail, and a version that logs
+/// a header or a bound value would put tokens or hashes in the logs. Naming
+/// one in `RUST_LOG` (e.g. `trace,h2=trace`) lifts its cap.
+const CAPPED_TARGETS: &[&str] = &["h2", "hyper", "hyper_util", "sqlx", "sea_orm", "tower"];
+
+/// The `RUST_LOG` directives, plus an `info` cap for each unnamed target of
+/// `CAPPED_TARGETS` when the global level is more verbose than `info`.
+fn filter_directives(spec: &str) -> String {
+    let directives: Vec<&str> = spec
+        .split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+        .collect();
+    let global = directives
+        .iter()
+        .filter(|d| !d.contains('=') && !d.contains('['))
+        .filter_map(|d| d.parse::<LevelFilter>().ok())
+        .next_back()
+        .unwrap_or(LevelFilter::ERROR);
+    let mut out = directives.join(",");
+    if global <= LevelFilter::INFO {
+        return out;
+    }
+    for target in CAPPED_TARGETS {
+        // A directive for a module of the crate is more specific than the
+        // cap and wins over it anyway.
+        let named = directives
+            .iter()
+            .any(|d| d.split(['=', '[']).next() == Some(*target));
+        if !named {
+            out.push_str(&format!(",{target}=info"));
+        }
+    }
+    out
+}
+
 pub fn init(format: Option<LogFormat>) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|spec| EnvFilter::try_new(filter_directives(&spec)).ok())
+        .unwrap_or_else(|| EnvFilter::new("info"));
     let format = format.unwrap_or(if std::io::stdout().is_terminal() {
         LogFormat::Pretty
     } else {
@@ -18,4 +60,27 @@ pub fn init(format: Option<LogFormat>) {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
         LogFormat::Pretty => builder.try_init(),
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verbose_levels_cap_transport_and_sql_crates() {
+        assert_eq!(filter_directives("info"), "info");
+        assert_eq!(
+            filter_directives("warn,tessera=debug"),
+            "warn,tessera=debug"
+        );
+        assert_eq!(
+            filter_directives("trace"),
+            "trace,h2=info,hyper=info,hyper_util=info,sqlx=info,sea_orm=info,tower=info"
+        );
+        assert_eq!(
+            filter_directives("debug, h2=trace,sqlx::query=debug"),
+            "debug,h2=trace,sqlx::query=debug,hyper=info,hyper_util=info,sqlx=info,sea_orm=info,tower=info"
+        );
+        assert!(EnvFilter::try_new(filter_directives("trace,hyper")).is_ok());
+    }
 }

@@ -17,6 +17,7 @@ use crate::{
     accounts::{self, Identifier, NewAccount},
     auth::{
         claims::Role,
+        limits::Limiter,
         sessions::{self, ClientMeta, IssuedTokens},
     },
     error::{ApiError, ApiResult},
@@ -182,14 +183,17 @@ impl AuthApi {
                 ));
             }
         };
+        let meta = client_meta(&state, req);
         let user = accounts::authenticate(
             &state.db,
             &state.passwords,
+            &Limiter::new(&*state.store, state.settings.login_limits),
             &ident,
             SecretString::from(body.password.0),
+            meta.ip.as_deref(),
         )
         .await?;
-        let issued = sessions::login(&state, &user, client_meta(&state, req)).await?;
+        let issued = sessions::login(&state, &user, meta).await?;
         Ok(tokens(issued))
     }
 

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod catalog;
 pub mod employees;
 pub mod health;
+pub mod jwks;
 pub mod params;
 pub mod security;
 pub mod text;
@@ -23,6 +24,8 @@ pub enum Tag {
     Catalog,
     /// Liveness and readiness.
     Health,
+    /// Public keys for verifying tokens (EdDSA).
+    Keys,
 }
 
 pub type Apis = (
@@ -31,6 +34,7 @@ pub type Apis = (
     employees::EmployeesApi,
     catalog::CatalogApi,
     health::HealthApi,
+    jwks::JwksApi,
 );
 
 pub fn service() -> OpenApiService<Apis, ()> {
@@ -41,6 +45,7 @@ pub fn service() -> OpenApiService<Apis, ()> {
             employees::EmployeesApi,
             catalog::CatalogApi,
             health::HealthApi,
+            jwks::JwksApi,
         ),
         "Tessera",
         env!("CARGO_PKG_VERSION"),

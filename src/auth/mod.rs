@@ -2,6 +2,7 @@
 
 pub mod claims;
 pub mod keys;
+pub mod limits;
 pub mod password;
 pub mod sessions;
 pub mod store;

@@ -630,7 +630,7 @@ async fn deleting_the_user_deletes_their_employees(b: Backend) {
             &employee(&app, &ann.access, &format!("Ann {i}"), "Staff").await,
         ));
     }
-    let bobs = vec![
+    let bobs = [
         employee(&app, &bob.access, "Bob 0", "Staff").await,
         employee(&app, &bob.access, "Bob 1", "Staff").await,
     ];

@@ -7,7 +7,9 @@ use async_trait::async_trait;
 use parking_lot::Mutex;
 use uuid::Uuid;
 
-use super::{Rotation, SessionRecord, StoreResult, TokenStore, now_secs};
+use super::{
+    Failures, LimitKey, Rotation, SessionRecord, StoreResult, TokenStore, now_ms, now_secs,
+};
 
 #[derive(Default)]
 struct Inner {
@@ -17,6 +19,8 @@ struct Inner {
     by_user: HashMap<Uuid, HashSet<Uuid>>,
     /// Sessions revoked for reuse: sid -> (last current jti, expiry).
     reused: HashMap<Uuid, (Uuid, i64)>,
+    /// Login-failure counters: key -> (count, window end in unix ms).
+    failures: HashMap<LimitKey, (u64, i64)>,
     writes: u64,
 }
 
@@ -51,6 +55,8 @@ impl Inner {
         }
         self.revoked.retain(|_, exp| *exp > now);
         self.reused.retain(|_, (_, exp)| *exp > now);
+        let now_ms = now * 1000;
+        self.failures.retain(|_, (_, end)| *end > now_ms);
         let expired: Vec<Uuid> = self
             .sessions
             .values()
@@ -186,6 +192,76 @@ impl TokenStore for MemoryStore {
             .collect();
         out.sort_by_key(|s| (s.created_at, s.sid));
         Ok(out)
+    }
+
+    async fn failures(&self, keys: &[LimitKey]) -> StoreResult<Vec<Option<Failures>>> {
+        let now = now_ms();
+        let inner = self.inner.lock();
+        Ok(keys
+            .iter()
+            .map(|k| {
+                inner
+                    .failures
+                    .get(k)
+                    .filter(|(_, end)| *end > now)
+                    .map(|(count, end)| Failures {
+                        count: *count,
+                        ttl_ms: end - now,
+                    })
+            })
+            .collect())
+    }
+
+    async fn record_failures(
+        &self,
+        keys: &[LimitKey],
+        window_secs: u64,
+    ) -> StoreResult<Vec<Failures>> {
+        let now = now_ms();
+        let window_ms = i64::try_from(window_secs.max(1).saturating_mul(1000)).unwrap_or(i64::MAX);
+        let mut inner = self.inner.lock();
+        inner.maybe_sweep(now.div_euclid(1000));
+        Ok(keys
+            .iter()
+            .map(|k| {
+                let entry = inner
+                    .failures
+                    .entry(k.clone())
+                    .or_insert((0, now.saturating_add(window_ms)));
+                if entry.1 <= now {
+                    // The previous window is over: this failure opens a new one.
+                    *entry = (0, now.saturating_add(window_ms));
+                }
+                entry.0 += 1;
+                Failures {
+                    count: entry.0,
+                    ttl_ms: entry.1 - now,
+                }
+            })
+            .collect())
+    }
+
+    async fn forgive_failures(&self, keys: &[LimitKey]) -> StoreResult<()> {
+        let now = now_ms();
+        let mut inner = self.inner.lock();
+        for k in keys {
+            if let Some((count, end)) = inner.failures.get_mut(k) {
+                if *end > now && *count > 1 {
+                    *count -= 1;
+                } else {
+                    inner.failures.remove(k);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn clear_failures(&self, keys: &[LimitKey]) -> StoreResult<()> {
+        let mut inner = self.inner.lock();
+        for k in keys {
+            inner.failures.remove(k);
+        }
+        Ok(())
     }
 
     async fn ping(&self) -> StoreResult<()> {

@@ -7,6 +7,8 @@ mod redis;
 pub use self::memory::MemoryStore;
 pub use self::redis::RedisStore;
 
+use std::{fmt, net::IpAddr};
+
 use async_trait::async_trait;
 use uuid::Uuid;
 
@@ -58,6 +60,47 @@ pub enum Rotation {
     Gone,
 }
 
+/// What a login-failure counter counts (see `auth::limits`). Its `Display`
+/// is the key without the store prefix, e.g. `login:acct:<uuid>`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum LimitKey {
+    /// An existing account (its email and username share this counter).
+    Account(Uuid),
+    /// An identifier that names no account: a SHA-256 of its lowercased
+    /// form, never the raw value.
+    Unknown([u8; 32]),
+    /// A client address (IPv6 grouped by /64, see `auth::limits`).
+    Ip(IpAddr),
+}
+
+impl fmt::Display for LimitKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LimitKey::Account(id) => write!(f, "login:acct:{id}"),
+            LimitKey::Unknown(hash) => {
+                f.write_str("login:unknown:")?;
+                hash.iter().try_for_each(|b| write!(f, "{b:02x}"))
+            }
+            LimitKey::Ip(ip) => write!(f, "login:ip:{ip}"),
+        }
+    }
+}
+
+/// A fixed-window failure counter: the count and the time left in its window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Failures {
+    pub count: u64,
+    /// Milliseconds until the window ends (and the counter disappears).
+    pub ttl_ms: i64,
+}
+
+impl Failures {
+    /// Whole seconds until the window ends, rounded up, at least 1.
+    pub fn retry_after_secs(&self) -> u64 {
+        (self.ttl_ms.max(1) as u64).div_ceil(1000)
+    }
+}
+
 #[async_trait]
 pub trait TokenStore: Send + Sync + 'static {
     /// Is an access token with this session and jti still good? One round trip.
@@ -90,6 +133,28 @@ pub trait TokenStore: Send + Sync + 'static {
 
     /// The user's live sessions, oldest first.
     async fn sessions(&self, user_id: Uuid) -> StoreResult<Vec<SessionRecord>>;
+
+    /// The live failure counters of `keys`, in order (`None`: no failures in
+    /// a current window). One round trip.
+    async fn failures(&self, keys: &[LimitKey]) -> StoreResult<Vec<Option<Failures>>>;
+
+    /// Adds one failure to each counter and returns the new values, in order.
+    /// A counter's first failure opens its window of `window_secs`; later
+    /// ones never extend it. Atomic per counter, one round trip; no counter
+    /// exists without an expiry.
+    async fn record_failures(
+        &self,
+        keys: &[LimitKey],
+        window_secs: u64,
+    ) -> StoreResult<Vec<Failures>>;
+
+    /// Takes back one failure recorded by `record_failures` (the attempt
+    /// turned out not to be a failure): never below zero, the window is kept,
+    /// and a counter back at zero is removed. One round trip.
+    async fn forgive_failures(&self, keys: &[LimitKey]) -> StoreResult<()>;
+
+    /// Removes the counters. One round trip.
+    async fn clear_failures(&self, keys: &[LimitKey]) -> StoreResult<()>;
 
     async fn ping(&self) -> StoreResult<()>;
 }

@@ -8,6 +8,9 @@
 //!   keeps the session's TTL.
 //! - `Puser:{uid}:sessions`: set of the user's session ids; expires with the
 //!   last of them (stale members are pruned when listed).
+//! - `Plogin:acct:<uid>`, `Plogin:unknown:<sha256>`, `Plogin:ip:<addr>`:
+//!   login-failure counters; expire at the end of their fixed window. Each
+//!   command touches one key, so they work on any Cluster slot.
 
 use std::{collections::HashMap, future::Future, time::Duration};
 
@@ -15,7 +18,9 @@ use async_trait::async_trait;
 use deadpool_redis::{Config, Pool, Runtime, Timeouts, redis};
 use uuid::Uuid;
 
-use super::{Rotation, SessionRecord, StoreError, StoreResult, TokenStore, now_secs};
+use super::{
+    Failures, LimitKey, Rotation, SessionRecord, StoreError, StoreResult, TokenStore, now_secs,
+};
 
 /// Bounds every store call, so an unreachable Redis fails closed quickly.
 const OP_TIMEOUT: Duration = Duration::from_secs(2);
@@ -64,6 +69,27 @@ redis.call('SADD', KEYS[1], ARGV[1])
 local ttl = tonumber(ARGV[2])
 if redis.call('TTL', KEYS[1]) < ttl then redis.call('EXPIRE', KEYS[1], ttl) end
 return 1
+"#;
+
+/// One failure: INCR, and the first one of a window sets the expiry (a key
+/// somehow without one gets it too), so no counter lives forever. Returns
+/// `{count, ms left}`.
+const RECORD_FAILURE: &str = r#"
+local n = redis.call('INCR', KEYS[1])
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl < 0 then
+  redis.call('EXPIRE', KEYS[1], ARGV[1])
+  ttl = tonumber(ARGV[1]) * 1000
+end
+return {n, ttl}
+"#;
+
+/// Takes one failure back: DECR keeps the expiry; at zero the key goes.
+const FORGIVE_FAILURE: &str = r#"
+local n = tonumber(redis.call('GET', KEYS[1]) or '0') or 0
+if n > 1 then return redis.call('DECR', KEYS[1]) end
+redis.call('DEL', KEYS[1])
+return 0
 "#;
 
 pub struct RedisStore {
@@ -115,6 +141,22 @@ impl RedisStore {
 
     fn user_key(&self, user_id: Uuid) -> String {
         format!("{}user:{{{user_id}}}:sessions", self.prefix)
+    }
+
+    fn limit_key(&self, key: &LimitKey) -> String {
+        format!("{}{key}", self.prefix)
+    }
+
+    /// One EVAL of `script` per key, pipelined: one round trip.
+    fn per_key(&self, script: &str, keys: &[LimitKey], args: &[u64]) -> redis::Pipeline {
+        let mut pipe = redis::pipe();
+        for key in keys {
+            let cmd = pipe.cmd("EVAL").arg(script).arg(1).arg(self.limit_key(key));
+            for a in args {
+                cmd.arg(*a);
+            }
+        }
+        pipe
     }
 
     /// Runs one store operation with a pooled connection and a deadline.
@@ -380,6 +422,82 @@ impl TokenStore for RedisStore {
         }
         out.sort_by_key(|s| (s.created_at, s.sid));
         Ok(out)
+    }
+
+    async fn failures(&self, keys: &[LimitKey]) -> StoreResult<Vec<Option<Failures>>> {
+        if keys.is_empty() {
+            return Ok(vec![]);
+        }
+        let mut pipe = redis::pipe();
+        for key in keys {
+            let key = self.limit_key(key);
+            pipe.get(&key).pttl(&key);
+        }
+        let flat: Vec<redis::Value> = self
+            .run(|mut c| async move { pipe.query_async(&mut c).await })
+            .await?;
+        flat.chunks_exact(2)
+            .map(|pair| {
+                let count: Option<u64> = redis::from_redis_value_ref(&pair[0])
+                    .map_err(|e| StoreError::Corrupt(format!("failure counter: {e}")))?;
+                let ttl_ms: i64 = redis::from_redis_value_ref(&pair[1])
+                    .map_err(|e| StoreError::Corrupt(format!("failure counter ttl: {e}")))?;
+                Ok(match (count, ttl_ms) {
+                    // Expired between the two reads.
+                    (_, -2) | (None, _) => None,
+                    (Some(count), ttl_ms) => Some(Failures {
+                        count,
+                        ttl_ms: ttl_ms.max(0),
+                    }),
+                })
+            })
+            .collect()
+    }
+
+    async fn record_failures(
+        &self,
+        keys: &[LimitKey],
+        window_secs: u64,
+    ) -> StoreResult<Vec<Failures>> {
+        if keys.is_empty() {
+            return Ok(vec![]);
+        }
+        let pipe = self.per_key(RECORD_FAILURE, keys, &[window_secs.max(1)]);
+        let out: Vec<(i64, i64)> = self
+            .run(|mut c| async move { pipe.query_async(&mut c).await })
+            .await?;
+        if out.len() != keys.len() {
+            return Err(StoreError::Corrupt("short record_failures reply".into()));
+        }
+        Ok(out
+            .into_iter()
+            .map(|(count, ttl_ms)| Failures {
+                count: count.max(0) as u64,
+                ttl_ms,
+            })
+            .collect())
+    }
+
+    async fn forgive_failures(&self, keys: &[LimitKey]) -> StoreResult<()> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let pipe = self.per_key(FORGIVE_FAILURE, keys, &[]);
+        self.run(|mut c| async move { pipe.query_async::<Vec<i64>>(&mut c).await })
+            .await
+            .map(|_| ())
+    }
+
+    async fn clear_failures(&self, keys: &[LimitKey]) -> StoreResult<()> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        for key in keys {
+            pipe.del(self.limit_key(key)).ignore();
+        }
+        self.run(|mut c| async move { pipe.query_async::<()>(&mut c).await })
+            .await
     }
 
     async fn ping(&self) -> StoreResult<()> {
