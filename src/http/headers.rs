@@ -1,0 +1,115 @@
+//! Security headers on every response, and the CSP of the docs page.
+
+use std::sync::Arc;
+
+use base64::Engine as _;
+use poem::{
+    Endpoint, Request, Response,
+    http::{HeaderValue, header},
+};
+use sha2::{Digest, Sha256};
+
+/// CSP of every API response: JSON needs nothing, and nobody may frame it.
+pub const API_CSP: &str =
+    "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
+
+/// The sha256 CSP sources of the inline `<script>` elements of a page.
+pub fn inline_script_hashes(html: &str) -> Vec<String> {
+    let mut hashes = Vec::new();
+    let mut rest = html;
+    while let Some(start) = rest.find("<script") {
+        let after = &rest[start..];
+        let Some(open_end) = after.find('>') else {
+            break;
+        };
+        let tag = &after[..open_end];
+        let body = &after[open_end + 1..];
+        let Some(close) = body.find("</script>") else {
+            break;
+        };
+        if !tag.contains("src=") {
+            let digest = Sha256::digest(&body.as_bytes()[..close]);
+            hashes.push(format!(
+                "'sha256-{}'",
+                base64::engine::general_purpose::STANDARD.encode(digest)
+            ));
+        }
+        rest = &body[close..];
+    }
+    hashes
+}
+
+/// CSP of the Swagger UI page (`docs_html`: the page as served). The page is
+/// self-contained: its scripts are allowed by hash (with `'unsafe-inline'`
+/// only as the fallback of browsers without CSP 2, which ignore it otherwise),
+/// its styles are inline, its images `data:` URIs, and "Try it out" calls
+/// this origin.
+pub fn docs_csp(docs_html: Option<&str>) -> String {
+    let mut script_src = docs_html.map(inline_script_hashes).unwrap_or_default();
+    script_src.push("'unsafe-inline'".into());
+    format!(
+        "default-src 'none'; script-src {}; style-src 'unsafe-inline'; img-src 'self' data:; \
+         font-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'self'; \
+         frame-ancestors 'none'",
+        script_src.join(" ")
+    )
+}
+
+fn is_docs(path: &str) -> bool {
+    path == "/docs" || path.starts_with("/docs/")
+}
+
+/// Security headers on every response, errors and preflights included.
+/// Everything but the public documents is `Cache-Control: no-store` unless the
+/// handler chose otherwise: API responses carry tokens and personal data.
+pub async fn security_headers<E: Endpoint>(
+    ep: Arc<E>,
+    req: Request,
+    docs_csp: HeaderValue,
+) -> poem::Result<Response> {
+    let docs = is_docs(req.uri().path());
+    let public = docs || req.uri().path() == "/openapi.json";
+    let mut resp = ep.get_response(req).await;
+    let h = resp.headers_mut();
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        if docs {
+            docs_csp
+        } else {
+            HeaderValue::from_static(API_CSP)
+        },
+    );
+    if !public && !h.contains_key(header::CACHE_CONTROL) {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    Ok(resp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn script_hashes_and_paths() {
+        let html = r#"<html><script charset="UTF-8">alert(1)</script><script src="x.js"></script><script>b()</script>"#;
+        let hashes = inline_script_hashes(html);
+        assert_eq!(hashes.len(), 2);
+        assert_eq!(
+            hashes[0],
+            format!(
+                "'sha256-{}'",
+                base64::engine::general_purpose::STANDARD.encode(Sha256::digest(b"alert(1)"))
+            )
+        );
+        assert!(docs_csp(Some(html)).contains(&hashes[1]));
+    }
+}

@@ -1,0 +1,86 @@
+//! Request ids (echoed or generated) and the one log line per request.
+
+use std::{sync::Arc, time::Instant};
+
+use poem::{Endpoint, IntoResponse, Request, Response, http::HeaderValue};
+use uuid::Uuid;
+
+pub const REQUEST_ID: &str = "x-request-id";
+
+/// The request id of this request, as echoed or generated.
+#[derive(Clone, Debug)]
+pub struct RequestId(pub String);
+
+fn valid_request_id(v: &HeaderValue) -> Option<String> {
+    let b = v.as_bytes();
+    ((1..=128).contains(&b.len()) && b.iter().all(|c| (0x21..=0x7e).contains(c)))
+        .then(|| String::from_utf8_lossy(b).into_owned())
+}
+
+/// Outermost layer: every response carries `x-request-id`, and one log line
+/// per request (path without query: tokens must never reach the logs).
+pub async fn request_id<E: Endpoint>(ep: Arc<E>, mut req: Request) -> poem::Result<Response> {
+    let id = req
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(valid_request_id)
+        .unwrap_or_else(|| Uuid::now_v7().to_string());
+    req.extensions_mut().insert(RequestId(id.clone()));
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let started = Instant::now();
+    let mut resp = match ep.call(req).await {
+        Ok(r) => r.into_response(),
+        Err(e) => e.into_response(),
+    };
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        resp.headers_mut().insert(REQUEST_ID, v);
+    }
+    tracing::info!(
+        request_id = %id,
+        %method,
+        path = %loggable_path(&path),
+        status = resp.status().as_u16(),
+        ms = started.elapsed().as_millis() as u64,
+        "request"
+    );
+    Ok(resp)
+}
+
+/// The path as logged: at most 200 characters, and any segment longer than
+/// 64 (no id of ours is: UUIDs are 36) replaced, so a token pasted into a
+/// path never reaches the logs.
+fn loggable_path(path: &str) -> String {
+    path.split('/')
+        .map(|seg| if seg.len() > 64 { "{redacted}" } else { seg })
+        .collect::<Vec<_>>()
+        .join("/")
+        .chars()
+        .take(200)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids() {
+        assert_eq!(
+            valid_request_id(&HeaderValue::from_static("abc-123")).as_deref(),
+            Some("abc-123")
+        );
+        assert!(valid_request_id(&HeaderValue::from_static("has space")).is_none());
+        assert!(valid_request_id(&HeaderValue::from_str(&"x".repeat(129)).unwrap()).is_none());
+        assert!(valid_request_id(&HeaderValue::from_str(&"x".repeat(128)).unwrap()).is_some());
+    }
+
+    #[test]
+    fn long_path_segments_are_redacted() {
+        assert_eq!(loggable_path("/users/me"), "/users/me");
+        assert_eq!(
+            loggable_path(&format!("/x/{}/y", "a".repeat(65))),
+            "/x/{redacted}/y"
+        );
+    }
+}
