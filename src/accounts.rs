@@ -170,6 +170,7 @@ pub async fn authenticate(
         }
         _ => {
             attempt.failed();
+            crate::metrics::event(crate::metrics::Event::LoginFailed);
             Err(ApiError::InvalidCredentials)
         }
     }

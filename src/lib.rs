@@ -9,6 +9,7 @@ pub mod config;
 pub mod employees;
 pub mod error;
 pub mod http;
+pub mod metrics;
 pub mod money;
 pub mod paging;
 pub mod state;
@@ -46,6 +47,7 @@ pub fn app(state: Arc<AppState>) -> impl Endpoint + 'static {
     };
     let routes = Route::new()
         .at("/openapi.json", spec)
+        .at("/metrics", poem::get(metrics::endpoint))
         .nest("/docs", docs)
         .nest("/", api)
         .data(state);

@@ -136,6 +136,7 @@ impl<'a> Limiter<'a> {
         if let Some(retry_after) = retry_after(&counted, &now) {
             // A refused attempt checked no password: it is not a failure.
             self.store.forgive_failures(&keys).await?;
+            crate::metrics::event(crate::metrics::Event::LoginRateLimited);
             return Err(ApiError::TooManyRequests { retry_after });
         }
         Ok(attempt)

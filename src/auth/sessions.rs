@@ -115,6 +115,7 @@ pub async fn login(
         ip: meta.ip,
     };
     state.store.start_session(&session).await?;
+    crate::metrics::event(crate::metrics::Event::LoginSucceeded);
     issue(state, &session, accounts::role_of(user), true)
 }
 
@@ -132,13 +133,25 @@ pub async fn refresh(state: &AppState, presented: &Claims) -> Result<IssuedToken
             state.settings.reuse_grace_ms,
         )
         .await?;
+    use crate::metrics::{Event, event};
     let session = match outcome {
-        Rotation::Rotated(s) | Rotation::WithinGrace(s) => s,
+        Rotation::Rotated(s) => {
+            event(Event::RefreshRotated);
+            s
+        }
+        Rotation::WithinGrace(s) => {
+            event(Event::RefreshWithinGrace);
+            s
+        }
         Rotation::Reused => {
+            event(Event::RefreshReused);
             tracing::warn!(sid = %presented.sid, user = %presented.sub, "refresh token reuse: session revoked");
             return Err(ApiError::TokenReused);
         }
-        Rotation::Gone => return Err(ApiError::TokenRevoked),
+        Rotation::Gone => {
+            event(Event::RefreshRevoked);
+            return Err(ApiError::TokenRevoked);
+        }
     };
     if session.user_id != presented.sub {
         return Err(ApiError::TokenInvalid);
@@ -177,6 +190,7 @@ pub async fn logout(state: &AppState, claims: &Claims) -> Result<(), ApiError> {
     let ttl = claims.exp - super::store::now_secs();
     state.store.revoke_jti(claims.sid, claims.jti, ttl).await?;
     state.store.end_session(claims.sub, claims.sid).await?;
+    crate::metrics::event(crate::metrics::Event::Logout);
     Ok(())
 }
 

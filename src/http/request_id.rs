@@ -36,6 +36,7 @@ pub async fn request_id<E: Endpoint>(ep: Arc<E>, mut req: Request) -> poem::Resu
     if let Ok(v) = HeaderValue::from_str(&id) {
         resp.headers_mut().insert(REQUEST_ID, v);
     }
+    crate::metrics::record_request(method.as_str(), resp.status().as_u16(), started.elapsed());
     tracing::info!(
         request_id = %id,
         %method,

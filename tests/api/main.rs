@@ -12,6 +12,7 @@ mod hygiene;
 mod keys;
 mod limits;
 mod logscan;
+mod metrics;
 mod openapi;
 mod outage;
 mod production;

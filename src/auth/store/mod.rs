@@ -22,6 +22,7 @@ pub enum StoreError {
 
 impl From<StoreError> for crate::error::ApiError {
     fn from(e: StoreError) -> Self {
+        crate::metrics::event(crate::metrics::Event::StoreUnavailable);
         crate::error::ApiError::unavailable(e)
     }
 }
