@@ -30,8 +30,35 @@ fn state(req: &Request) -> Result<&Arc<AppState>, ApiError> {
 )]
 pub struct Access(pub Claims);
 
+/// What a scheme demands beyond a valid, unrevoked access token.
+#[derive(Clone, Copy)]
+struct Demand {
+    admin: bool,
+    fresh: bool,
+}
+
+/// Role before freshness (API.md's error precedence).
+fn demand(claims: Claims, d: Demand) -> Result<Claims, ApiError> {
+    if d.admin && claims.role() != Role::Admin {
+        return Err(ApiError::AdminRequired);
+    }
+    if d.fresh && !claims.is_fresh() {
+        return Err(ApiError::FreshTokenNeeded);
+    }
+    Ok(claims)
+}
+
+async fn checked(req: &Request, bearer: Bearer, d: Demand) -> poem::Result<Claims> {
+    let claims = sessions::authorize_access(state(req)?, &bearer.token).await?;
+    Ok(demand(claims, d)?)
+}
+
 async fn check_access(req: &Request, bearer: Bearer) -> poem::Result<Claims> {
-    Ok(sessions::authorize_access(state(req)?, &bearer.token).await?)
+    let d = Demand {
+        admin: false,
+        fresh: false,
+    };
+    checked(req, bearer, d).await
 }
 
 /// A refresh token with a valid signature and claims (the store decides at
@@ -60,11 +87,11 @@ async fn check_refresh(req: &Request, bearer: Bearer) -> poem::Result<Claims> {
 pub struct Fresh(pub Claims);
 
 async fn check_fresh(req: &Request, bearer: Bearer) -> poem::Result<Claims> {
-    let claims = sessions::authorize_access(state(req)?, &bearer.token).await?;
-    if !claims.is_fresh() {
-        return Err(ApiError::FreshTokenNeeded.into());
-    }
-    Ok(claims)
+    let d = Demand {
+        admin: false,
+        fresh: true,
+    };
+    checked(req, bearer, d).await
 }
 
 /// An administrator's access token.
@@ -78,11 +105,11 @@ async fn check_fresh(req: &Request, bearer: Bearer) -> poem::Result<Claims> {
 pub struct Admin(pub Claims);
 
 async fn check_admin(req: &Request, bearer: Bearer) -> poem::Result<Claims> {
-    let claims = sessions::authorize_access(state(req)?, &bearer.token).await?;
-    if claims.role() != Role::Admin {
-        return Err(ApiError::AdminRequired.into());
-    }
-    Ok(claims)
+    let d = Demand {
+        admin: true,
+        fresh: false,
+    };
+    checked(req, bearer, d).await
 }
 
 /// A fresh administrator's access token (role is checked before freshness).
@@ -96,11 +123,11 @@ async fn check_admin(req: &Request, bearer: Bearer) -> poem::Result<Claims> {
 pub struct AdminFresh(pub Claims);
 
 async fn check_admin_fresh(req: &Request, bearer: Bearer) -> poem::Result<Claims> {
-    let claims = check_admin(req, bearer).await?;
-    if !claims.is_fresh() {
-        return Err(ApiError::FreshTokenNeeded.into());
-    }
-    Ok(claims)
+    let d = Demand {
+        admin: true,
+        fresh: true,
+    };
+    checked(req, bearer, d).await
 }
 
 /// Optional authentication: no `Authorization` header is anonymous; a header
@@ -143,5 +170,53 @@ impl<'a> poem_openapi::ApiExtractor<'a> for MaybeAccess {
         Ok(Self(Some(
             sessions::authorize_access(state(req)?, &bearer.token).await?,
         )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::claims::TokenType;
+
+    fn claims(role: Role, fresh: bool) -> Claims {
+        Claims {
+            iss: "tessera".into(),
+            aud: "tessera".into(),
+            sub: uuid::Uuid::nil(),
+            iat: 0,
+            nbf: 0,
+            exp: 0,
+            jti: uuid::Uuid::nil(),
+            typ: TokenType::Access,
+            sid: uuid::Uuid::nil(),
+            role: Some(role),
+            fresh: Some(fresh),
+        }
+    }
+
+    #[test]
+    fn role_is_checked_before_freshness() {
+        let both = Demand {
+            admin: true,
+            fresh: true,
+        };
+        assert!(matches!(
+            demand(claims(Role::User, false), both),
+            Err(ApiError::AdminRequired)
+        ));
+        assert!(matches!(
+            demand(claims(Role::Admin, false), both),
+            Err(ApiError::FreshTokenNeeded)
+        ));
+        assert!(demand(claims(Role::Admin, true), both).is_ok());
+        let fresh = Demand {
+            admin: false,
+            fresh: true,
+        };
+        assert!(matches!(
+            demand(claims(Role::User, false), fresh),
+            Err(ApiError::FreshTokenNeeded)
+        ));
+        assert!(demand(claims(Role::User, true), fresh).is_ok());
     }
 }
