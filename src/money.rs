@@ -19,7 +19,10 @@ pub fn to_cents(number: &serde_json::Number) -> Result<i64, &'static str> {
     if value.scale() > 2 {
         return Err("must have at most 2 decimal places");
     }
-    let cents = value * Decimal::ONE_HUNDRED;
+    // Checked: `*` panics past Decimal's ~7.9e28 (found by fuzz/request_body).
+    let cents = value
+        .checked_mul(Decimal::ONE_HUNDRED)
+        .ok_or("is too large")?;
     let cents: i64 = cents
         .trunc()
         .to_string()
@@ -69,6 +72,8 @@ mod tests {
         assert!(to_cents(&n("-1")).is_err());
         assert!(to_cents(&n("-0.01")).is_err());
         assert!(to_cents(&n("1e30")).is_err());
+        assert!(to_cents(&n("8888888888888888888888888888")).is_err());
+        assert!(to_cents(&n("79228162514264337593543950335")).is_err());
         assert_eq!(to_cents(&n("1e2")), Ok(10000));
     }
 }

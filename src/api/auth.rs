@@ -82,7 +82,11 @@ pub struct Session {
     pub created_at: DateTime<Utc>,
     pub last_used_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
+    /// `null` when the client sent none.
+    #[oai(nullable)]
     pub user_agent: Option<String>,
+    /// `null` when the client address is unknown.
+    #[oai(nullable)]
     pub ip: Option<String>,
     /// True for the session of the token making this request.
     pub current: bool,

@@ -62,6 +62,8 @@ pub struct CategoryPage {
 pub struct Product {
     pub id: Uuid,
     pub name: String,
+    /// `null` when the product has none.
+    #[oai(nullable)]
     pub description: Option<String>,
     pub price: Price,
     pub quantity: i64,
