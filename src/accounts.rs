@@ -28,10 +28,26 @@ pub fn db_error(e: DbErr) -> ApiError {
         Some(SqlErr::ForeignKeyConstraintViolation(_)) => {
             ApiError::Conflict("The record is still referenced by others.".into())
         }
+        _ if is_sqlite_restrict(&e) => {
+            ApiError::Conflict("The record is still referenced by others.".into())
+        }
         _ => match e {
             DbErr::Conn(_) | DbErr::ConnectionAcquire(_) => ApiError::unavailable(e),
             other => ApiError::internal(other),
         },
+    }
+}
+
+/// SQLite reports an `ON DELETE RESTRICT` refusal as SQLITE_CONSTRAINT_TRIGGER
+/// (1811), which SeaORM does not classify as a foreign-key violation.
+fn is_sqlite_restrict(e: &DbErr) -> bool {
+    use sea_orm::{RuntimeErr, sqlx};
+    match e {
+        DbErr::Exec(RuntimeErr::SqlxError(inner)) | DbErr::Query(RuntimeErr::SqlxError(inner)) => {
+            matches!(&**inner, sqlx::Error::Database(d)
+                if d.code().as_deref() == Some("1811") && d.message().contains("FOREIGN KEY"))
+        }
+        _ => false,
     }
 }
 
@@ -55,27 +71,33 @@ async fn ensure_free(
     email: Option<&str>,
     except: Option<Uuid>,
 ) -> Result<(), ApiError> {
-    if let Some(username) = username {
-        let taken = user::Entity::find()
-            .filter(user::Column::UsernameKey.eq(username.to_lowercase()))
-            .one(db)
-            .await
-            .map_err(db_error)?;
-        if taken.is_some_and(|u| Some(u.id) != except) {
-            return Err(ApiError::Conflict("That username is already taken.".into()));
-        }
+    use sea_orm::Condition;
+    let username = username.map(str::to_lowercase);
+    let email = email.map(str::to_lowercase);
+    let mut any = Condition::any();
+    if let Some(u) = &username {
+        any = any.add(user::Column::UsernameKey.eq(u.as_str()));
     }
-    if let Some(email) = email {
-        let taken = user::Entity::find()
-            .filter(user::Column::EmailKey.eq(email.to_lowercase()))
-            .one(db)
-            .await
-            .map_err(db_error)?;
-        if taken.is_some_and(|u| Some(u.id) != except) {
-            return Err(ApiError::Conflict(
-                "That email is already registered.".into(),
-            ));
-        }
+    if let Some(e) = &email {
+        any = any.add(user::Column::EmailKey.eq(e.as_str()));
+    }
+    if username.is_none() && email.is_none() {
+        return Ok(());
+    }
+    // One query for both values; the unique indexes still decide races.
+    let taken = user::Entity::find()
+        .filter(any)
+        .all(db)
+        .await
+        .map_err(db_error)?;
+    let others = || taken.iter().filter(|u| Some(u.id) != except);
+    if others().any(|u| Some(&u.username_key) == username.as_ref()) {
+        return Err(ApiError::Conflict("That username is already taken.".into()));
+    }
+    if others().any(|u| Some(&u.email_key) == email.as_ref()) {
+        return Err(ApiError::Conflict(
+            "That email is already registered.".into(),
+        ));
     }
     Ok(())
 }

@@ -4,8 +4,8 @@
 use chrono::Utc;
 use entity::{category, product};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait,
-    PaginatorTrait, QueryFilter, QueryOrder,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter,
+    QueryOrder,
 };
 use uuid::Uuid;
 
@@ -84,26 +84,19 @@ pub async fn rename_category(
 }
 
 /// 409 while products still belong to it (the foreign key also refuses).
+/// 409 while products still belong to it: the foreign key (RESTRICT)
+/// refuses the delete, so no separate count can race with a new product.
 pub async fn delete_category(db: &DatabaseConnection, id: Uuid) -> Result<(), ApiError> {
-    get_category(db, id).await?;
-    let products = product::Entity::find()
-        .filter(product::Column::CategoryId.eq(id))
-        .count(db)
-        .await
-        .map_err(db_error)?;
-    if products > 0 {
-        return Err(ApiError::Conflict(
-            "The category still has products.".into(),
-        ));
-    }
-    category::Entity::delete_by_id(id)
+    let res = category::Entity::delete_by_id(id)
         .exec(db)
         .await
         .map_err(|e| match db_error(e) {
-            // A product added meanwhile: the foreign key refused the delete.
             ApiError::Conflict(_) => ApiError::Conflict("The category still has products.".into()),
             other => other,
         })?;
+    if res.rows_affected == 0 {
+        return Err(ApiError::not_found());
+    }
     Ok(())
 }
 
