@@ -188,8 +188,10 @@ pub fn verify_refresh(state: &AppState, token: &str) -> Result<Claims, ApiError>
 /// Revokes this access token and ends its session.
 pub async fn logout(state: &AppState, claims: &Claims) -> Result<(), ApiError> {
     let ttl = claims.exp - super::store::now_secs();
-    state.store.revoke_jti(claims.sid, claims.jti, ttl).await?;
-    state.store.end_session(claims.sub, claims.sid).await?;
+    state
+        .store
+        .logout(claims.sub, claims.sid, claims.jti, ttl)
+        .await?;
     crate::metrics::event(crate::metrics::Event::Logout);
     Ok(())
 }
@@ -202,11 +204,9 @@ pub async fn revoke_user(state: &AppState, user_id: Uuid) -> Result<(), ApiError
 
 /// Ends one of the caller's sessions; another user's is `NotFound`.
 pub async fn end_own_session(state: &AppState, user_id: Uuid, sid: Uuid) -> Result<(), ApiError> {
-    match state.store.session(sid).await? {
-        Some(s) if s.user_id == user_id => {
-            state.store.end_session(user_id, sid).await?;
-            Ok(())
-        }
-        _ => Err(ApiError::NotFound("No such session.".into())),
+    if state.store.end_session(user_id, sid).await? {
+        Ok(())
+    } else {
+        Err(ApiError::NotFound("No such session.".into()))
     }
 }

@@ -158,11 +158,13 @@ impl TokenStore for MemoryStore {
         Ok(self.inner.lock().live_session(sid, now_secs()).cloned())
     }
 
-    async fn end_session(&self, _user_id: Uuid, sid: Uuid) -> StoreResult<bool> {
+    async fn end_session(&self, user_id: Uuid, sid: Uuid) -> StoreResult<bool> {
         let now = now_secs();
         let mut inner = self.inner.lock();
-        let live = inner.live_session(sid, now).is_some();
-        Ok(inner.remove_session(sid) && live)
+        let owned = inner
+            .live_session(sid, now)
+            .is_some_and(|s| s.user_id == user_id);
+        Ok(owned && inner.remove_session(sid))
     }
 
     async fn end_user_sessions(&self, user_id: Uuid) -> StoreResult<()> {

@@ -126,8 +126,16 @@ pub trait TokenStore: Send + Sync + 'static {
 
     async fn session(&self, sid: Uuid) -> StoreResult<Option<SessionRecord>>;
 
-    /// Ends a session; returns whether it existed.
+    /// Ends the user's session; `false` when there is none or it is someone
+    /// else's (which stays untouched).
     async fn end_session(&self, user_id: Uuid, sid: Uuid) -> StoreResult<bool>;
+
+    /// Logout: revokes the access token and ends its session. Redis does
+    /// both in one round trip.
+    async fn logout(&self, user_id: Uuid, sid: Uuid, jti: Uuid, ttl_secs: i64) -> StoreResult<()> {
+        self.revoke_jti(sid, jti, ttl_secs).await?;
+        self.end_session(user_id, sid).await.map(|_| ())
+    }
 
     /// Ends every live session of the user.
     async fn end_user_sessions(&self, user_id: Uuid) -> StoreResult<()>;

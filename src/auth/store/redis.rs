@@ -92,12 +92,30 @@ redis.call('DEL', KEYS[1])
 return 0
 "#;
 
+/// Deletes a session only if it belongs to the given user.
+const END_OWN: &str = r#"
+if redis.call('HGET', KEYS[1], 'user') == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"#;
+
 pub struct RedisStore {
     pool: Pool,
     prefix: String,
     rotate: redis::Script,
-    start: redis::Script,
-    index: redis::Script,
+}
+
+/// Appends `EVAL script` to a pipeline: the small scripts travel with their
+/// command so that several of them share one round trip (EVALSHA would need
+/// a load first).
+fn eval<'a>(
+    pipe: &'a mut redis::Pipeline,
+    script: &str,
+    key: &str,
+    args: &[String],
+) -> &'a mut redis::Pipeline {
+    pipe.cmd("EVAL").arg(script).arg(1).arg(key).arg(args)
 }
 
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
@@ -122,8 +140,6 @@ impl RedisStore {
             pool,
             prefix: prefix.to_owned(),
             rotate: redis::Script::new(ROTATE),
-            start: redis::Script::new(START),
-            index: redis::Script::new(INDEX),
         })
     }
 
@@ -141,6 +157,18 @@ impl RedisStore {
 
     fn user_key(&self, user_id: Uuid) -> String {
         format!("{}user:{{{user_id}}}:sessions", self.prefix)
+    }
+
+    /// Deletes the session if it is the user's, and drops it from the
+    /// user's index (a no-op for someone else's session).
+    fn end_session_cmds(&self, pipe: &mut redis::Pipeline, user_id: Uuid, sid: Uuid) {
+        eval(
+            pipe,
+            END_OWN,
+            &self.session_key(sid),
+            &[user_id.to_string()],
+        );
+        pipe.srem(self.user_key(user_id), sid.to_string());
     }
 
     fn limit_key(&self, key: &LimitKey) -> String {
@@ -246,22 +274,16 @@ impl TokenStore for RedisStore {
             ("ip", s.ip.clone().unwrap_or_default()),
         ];
         let sid = s.sid.to_string();
-        self.run(|mut c| async move {
-            let mut start = self.start.key(&key);
-            start.arg(ttl);
-            for (k, v) in &fields {
-                start.arg(*k).arg(v);
-            }
-            start.invoke_async::<i64>(&mut c).await?;
-            self.index
-                .key(&user_key)
-                .arg(&sid)
-                .arg(ttl)
-                .invoke_async::<i64>(&mut c)
-                .await
-        })
-        .await
-        .map(|_| ())
+        let mut start = vec![ttl.to_string()];
+        for (k, v) in fields {
+            start.push(k.to_owned());
+            start.push(v);
+        }
+        let mut pipe = redis::pipe();
+        eval(&mut pipe, START, &key, &start).ignore();
+        eval(&mut pipe, INDEX, &user_key, &[sid, ttl.to_string()]).ignore();
+        self.run(|mut c| async move { pipe.query_async::<()>(&mut c).await })
+            .await
     }
 
     async fn rotate(
@@ -336,18 +358,28 @@ impl TokenStore for RedisStore {
     }
 
     async fn end_session(&self, user_id: Uuid, sid: Uuid) -> StoreResult<bool> {
-        let key = self.session_key(sid);
-        let user_key = self.user_key(user_id);
+        let mut pipe = redis::pipe();
+        self.end_session_cmds(&mut pipe, user_id, sid);
         let (deleted, _): (i64, i64) = self
-            .run(|mut c| async move {
-                redis::pipe()
-                    .del(&key)
-                    .srem(&user_key, sid.to_string())
-                    .query_async(&mut c)
-                    .await
-            })
+            .run(|mut c| async move { pipe.query_async(&mut c).await })
             .await?;
         Ok(deleted > 0)
+    }
+
+    /// Revocation of the jti and the end of the session in one round trip.
+    async fn logout(&self, user_id: Uuid, sid: Uuid, jti: Uuid, ttl_secs: i64) -> StoreResult<()> {
+        let mut pipe = redis::pipe();
+        if ttl_secs > 0 {
+            pipe.cmd("SET")
+                .arg(self.revoked_key(sid, jti))
+                .arg(1)
+                .arg("EX")
+                .arg(ttl_secs)
+                .ignore();
+        }
+        self.end_session_cmds(&mut pipe, user_id, sid);
+        self.run(|mut c| async move { pipe.query_async::<()>(&mut c).await })
+            .await
     }
 
     async fn end_user_sessions(&self, user_id: Uuid) -> StoreResult<()> {
