@@ -9,6 +9,7 @@ use uuid::Uuid;
 
 use super::{
     Tag,
+    responses::NoContent,
     security::{Access, Refresh},
     text::Text,
     users::User,
@@ -107,12 +108,6 @@ enum Tokens {
 
 fn tokens(t: IssuedTokens) -> Tokens {
     Tokens::Ok(Json(t.into()), "no-store".into())
-}
-
-#[derive(ApiResponse)]
-enum NoContent {
-    #[oai(status = 204)]
-    Done,
 }
 
 #[derive(ApiResponse)]

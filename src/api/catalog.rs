@@ -3,7 +3,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use poem::web::Data;
 use poem_openapi::{
-    ApiResponse, Object, OpenApi, Union,
+    Object, OpenApi, Union,
     param::{Path, Query},
     payload::Json,
 };
@@ -12,6 +12,7 @@ use uuid::Uuid;
 use super::{
     Tag,
     params::Id,
+    responses::{Created, NoContent, Page},
     security::{Access, Admin, Fresh, MaybeAccess},
     text::{Price, Text},
 };
@@ -48,14 +49,6 @@ pub struct CategoryName {
 #[derive(Object)]
 pub struct CategoryChange {
     pub name: Option<Text>,
-}
-
-#[derive(Object)]
-pub struct CategoryPage {
-    pub items: Vec<Category>,
-    pub page: u64,
-    pub per_page: u64,
-    pub total: u64,
 }
 
 #[derive(Object)]
@@ -130,24 +123,6 @@ pub struct ProductChange {
     pub category_id: Option<Uuid>,
 }
 
-#[derive(ApiResponse)]
-enum CategoryCreated {
-    #[oai(status = 201)]
-    Created(Json<Category>, #[oai(header = "Location")] String),
-}
-
-#[derive(ApiResponse)]
-enum ProductCreated {
-    #[oai(status = 201)]
-    Created(Json<Product>, #[oai(header = "Location")] String),
-}
-
-#[derive(ApiResponse)]
-enum NoContent {
-    #[oai(status = 204)]
-    Done,
-}
-
 pub struct CatalogApi;
 
 #[OpenApi(tag = "Tag::Catalog")]
@@ -160,15 +135,10 @@ impl CatalogApi {
         _auth: MaybeAccess,
         page: Query<Option<i64>>,
         per_page: Query<Option<i64>>,
-    ) -> ApiResult<Json<CategoryPage>> {
+    ) -> ApiResult<Json<Page<Category>>> {
         let paging = crate::paging::Paging::new(page.0, per_page.0)?;
         let (items, total) = catalog::list_categories(&state.db, paging).await?;
-        Ok(Json(CategoryPage {
-            items: items.into_iter().map(Category::from).collect(),
-            page: paging.page,
-            per_page: paging.per_page,
-            total,
-        }))
+        Ok(Json(Page::of(items, paging, total)))
     }
 
     /// Create a category (fresh token).
@@ -182,10 +152,10 @@ impl CatalogApi {
         state: Data<&Arc<AppState>>,
         _auth: Fresh,
         body: Json<CategoryName>,
-    ) -> ApiResult<CategoryCreated> {
+    ) -> ApiResult<Created<Category>> {
         let c = catalog::create_category(&state.db, body.0.name.0).await?;
         let location = format!("/categories/{}", c.id);
-        Ok(CategoryCreated::Created(Json(c.into()), location))
+        Ok(Created::at(c.into(), location))
     }
 
     /// One category.
@@ -286,7 +256,7 @@ impl CatalogApi {
         state: Data<&Arc<AppState>>,
         _auth: Fresh,
         body: Json<NewProduct>,
-    ) -> ApiResult<ProductCreated> {
+    ) -> ApiResult<Created<Product>> {
         let b = body.0;
         let p = catalog::create_product(
             &state.db,
@@ -300,7 +270,7 @@ impl CatalogApi {
         )
         .await?;
         let location = format!("/products/{}", p.id);
-        Ok(ProductCreated::Created(Json(p.into()), location))
+        Ok(Created::at(p.into(), location))
     }
 
     /// One product.

@@ -3,13 +3,19 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use poem::web::Data;
 use poem_openapi::{
-    ApiResponse, Object, OpenApi,
+    Object, OpenApi,
     param::{Path, Query},
     payload::Json,
 };
 use uuid::Uuid;
 
-use super::{Tag, params::Id, security::Access, text::Text};
+use super::{
+    Tag,
+    params::Id,
+    responses::{Created, NoContent, Page},
+    security::Access,
+    text::Text,
+};
 use crate::{
     employees::{self, Fields},
     error::ApiResult,
@@ -52,26 +58,6 @@ pub struct EmployeeChange {
     pub position: Option<Text>,
 }
 
-#[derive(Object)]
-pub struct EmployeePage {
-    pub items: Vec<Employee>,
-    pub page: u64,
-    pub per_page: u64,
-    pub total: u64,
-}
-
-#[derive(ApiResponse)]
-enum Created {
-    #[oai(status = 201)]
-    Created(Json<Employee>, #[oai(header = "Location")] String),
-}
-
-#[derive(ApiResponse)]
-enum NoContent {
-    #[oai(status = 204)]
-    Done,
-}
-
 pub struct EmployeesApi;
 
 async fn update(
@@ -102,15 +88,10 @@ impl EmployeesApi {
         auth: Access,
         page: Query<Option<i64>>,
         per_page: Query<Option<i64>>,
-    ) -> ApiResult<Json<EmployeePage>> {
+    ) -> ApiResult<Json<Page<Employee>>> {
         let paging = crate::paging::Paging::new(page.0, per_page.0)?;
         let (items, total) = employees::list(&state.db, auth.0.sub, paging).await?;
-        Ok(Json(EmployeePage {
-            items: items.into_iter().map(Employee::from).collect(),
-            page: paging.page,
-            per_page: paging.per_page,
-            total,
-        }))
+        Ok(Json(Page::of(items, paging, total)))
     }
 
     /// Add an employee owned by the caller.
@@ -120,10 +101,10 @@ impl EmployeesApi {
         state: Data<&Arc<AppState>>,
         auth: Access,
         body: Json<NewEmployee>,
-    ) -> ApiResult<Created> {
+    ) -> ApiResult<Created<Employee>> {
         let e = employees::create(&state.db, auth.0.sub, body.0.name.0, body.0.position.0).await?;
         let location = format!("/employees/{}", e.id);
-        Ok(Created::Created(Json(e.into()), location))
+        Ok(Created::at(e.into(), location))
     }
 
     /// One of the caller's employees (another user's is 404).

@@ -8,6 +8,7 @@ pub mod employees;
 pub mod health;
 pub mod jwks;
 pub mod params;
+pub mod responses;
 pub mod security;
 pub mod text;
 pub mod users;

@@ -3,7 +3,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use poem::web::Data;
 use poem_openapi::{
-    ApiResponse, Object, OpenApi,
+    Object, OpenApi,
     param::{Path, Query},
     payload::Json,
 };
@@ -13,6 +13,7 @@ use uuid::Uuid;
 use super::{
     Tag,
     params::Id,
+    responses::{NoContent, Page},
     security::{Access, Admin, AdminFresh, Fresh},
     text::Text,
 };
@@ -68,20 +69,6 @@ pub struct ChangePassword {
 pub struct AdminUpdate {
     pub role: Option<Role>,
     pub blocked: Option<bool>,
-}
-
-#[derive(Object)]
-pub struct UserPage {
-    pub items: Vec<User>,
-    pub page: u64,
-    pub per_page: u64,
-    pub total: u64,
-}
-
-#[derive(ApiResponse)]
-enum NoContent {
-    #[oai(status = 204)]
-    Done,
 }
 
 pub struct UsersApi;
@@ -182,15 +169,10 @@ impl UsersApi {
         _auth: Admin,
         page: Query<Option<i64>>,
         per_page: Query<Option<i64>>,
-    ) -> ApiResult<Json<UserPage>> {
+    ) -> ApiResult<Json<Page<User>>> {
         let paging = crate::paging::Paging::new(page.0, per_page.0)?;
         let (items, total) = accounts::list(&state.db, paging).await?;
-        Ok(Json(UserPage {
-            items: items.into_iter().map(User::from).collect(),
-            page: paging.page,
-            per_page: paging.per_page,
-            total,
-        }))
+        Ok(Json(Page::of(items, paging, total)))
     }
 
     /// One user: yourself, or anyone for an admin.
