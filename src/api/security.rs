@@ -20,16 +20,6 @@ fn state(req: &Request) -> Result<&Arc<AppState>, ApiError> {
         .ok_or_else(|| ApiError::internal("AppState missing from request data"))
 }
 
-/// A valid, unrevoked access token.
-#[derive(SecurityScheme)]
-#[oai(
-    rename = "accessToken",
-    ty = "bearer",
-    bearer_format = "JWT",
-    checker = "check_access"
-)]
-pub struct Access(pub Claims);
-
 /// What a scheme demands beyond a valid, unrevoked access token.
 #[derive(Clone, Copy)]
 struct Demand {
@@ -53,13 +43,43 @@ async fn checked(req: &Request, bearer: Bearer, d: Demand) -> poem::Result<Claim
     Ok(demand(claims, d)?)
 }
 
-async fn check_access(req: &Request, bearer: Bearer) -> poem::Result<Claims> {
-    let d = Demand {
-        admin: false,
-        fresh: false,
+/// Declares a bearer scheme on the `accessToken` security scheme whose
+/// checker verifies the token, checks the store, then the role and freshness.
+macro_rules! access_scheme {
+    ($(#[$doc:meta])* $name:ident, $checker:ident, $checker_name:literal, admin: $admin:expr, fresh: $fresh:expr) => {
+        $(#[$doc])*
+        #[derive(SecurityScheme)]
+        #[oai(
+            rename = "accessToken",
+            ty = "bearer",
+            bearer_format = "JWT",
+            checker = $checker_name
+        )]
+        pub struct $name(pub Claims);
+
+        async fn $checker(req: &Request, bearer: Bearer) -> poem::Result<Claims> {
+            let demand = Demand { admin: $admin, fresh: $fresh };
+            checked(req, bearer, demand).await
+        }
     };
-    checked(req, bearer, d).await
 }
+
+access_scheme!(
+    /// A valid, unrevoked access token.
+    Access, check_access, "check_access", admin: false, fresh: false
+);
+access_scheme!(
+    /// A fresh access token: one issued by a password login, not by a refresh.
+    Fresh, check_fresh, "check_fresh", admin: false, fresh: true
+);
+access_scheme!(
+    /// An administrator's access token.
+    Admin, check_admin, "check_admin", admin: true, fresh: false
+);
+access_scheme!(
+    /// A fresh administrator's access token (role is checked before freshness).
+    AdminFresh, check_admin_fresh, "check_admin_fresh", admin: true, fresh: true
+);
 
 /// A refresh token with a valid signature and claims (the store decides at
 /// rotation whether it is current).
@@ -74,60 +94,6 @@ pub struct Refresh(pub Claims);
 
 async fn check_refresh(req: &Request, bearer: Bearer) -> poem::Result<Claims> {
     Ok(sessions::verify_refresh(state(req)?, &bearer.token)?)
-}
-
-/// A fresh access token: one issued by a password login, not by a refresh.
-#[derive(SecurityScheme)]
-#[oai(
-    rename = "accessToken",
-    ty = "bearer",
-    bearer_format = "JWT",
-    checker = "check_fresh"
-)]
-pub struct Fresh(pub Claims);
-
-async fn check_fresh(req: &Request, bearer: Bearer) -> poem::Result<Claims> {
-    let d = Demand {
-        admin: false,
-        fresh: true,
-    };
-    checked(req, bearer, d).await
-}
-
-/// An administrator's access token.
-#[derive(SecurityScheme)]
-#[oai(
-    rename = "accessToken",
-    ty = "bearer",
-    bearer_format = "JWT",
-    checker = "check_admin"
-)]
-pub struct Admin(pub Claims);
-
-async fn check_admin(req: &Request, bearer: Bearer) -> poem::Result<Claims> {
-    let d = Demand {
-        admin: true,
-        fresh: false,
-    };
-    checked(req, bearer, d).await
-}
-
-/// A fresh administrator's access token (role is checked before freshness).
-#[derive(SecurityScheme)]
-#[oai(
-    rename = "accessToken",
-    ty = "bearer",
-    bearer_format = "JWT",
-    checker = "check_admin_fresh"
-)]
-pub struct AdminFresh(pub Claims);
-
-async fn check_admin_fresh(req: &Request, bearer: Bearer) -> poem::Result<Claims> {
-    let d = Demand {
-        admin: true,
-        fresh: true,
-    };
-    checked(req, bearer, d).await
 }
 
 /// Optional authentication: no `Authorization` header is anonymous; a header
@@ -176,21 +142,13 @@ impl<'a> poem_openapi::ApiExtractor<'a> for MaybeAccess {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::claims::TokenType;
+    use crate::auth::claims::{TokenType, test_claims};
 
     fn claims(role: Role, fresh: bool) -> Claims {
         Claims {
-            iss: "tessera".into(),
-            aud: "tessera".into(),
-            sub: uuid::Uuid::nil(),
-            iat: 0,
-            nbf: 0,
-            exp: 0,
-            jti: uuid::Uuid::nil(),
-            typ: TokenType::Access,
-            sid: uuid::Uuid::nil(),
             role: Some(role),
             fresh: Some(fresh),
+            ..test_claims(TokenType::Access)
         }
     }
 

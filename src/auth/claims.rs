@@ -63,3 +63,22 @@ impl Claims {
         self.fresh.unwrap_or(false)
     }
 }
+
+/// Valid claims for unit tests: issued now, one minute to live.
+#[cfg(test)]
+pub fn test_claims(typ: TokenType) -> Claims {
+    let now = chrono::Utc::now().timestamp();
+    Claims {
+        iss: "tessera".into(),
+        aud: "tessera".into(),
+        sub: Uuid::now_v7(),
+        iat: now,
+        nbf: now,
+        exp: now + 60,
+        jti: Uuid::now_v7(),
+        typ,
+        sid: Uuid::now_v7(),
+        role: (typ == TokenType::Access).then_some(Role::User),
+        fresh: (typ == TokenType::Access).then_some(true),
+    }
+}

@@ -303,8 +303,6 @@ impl RingBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::claims::Role;
-    use uuid::Uuid;
 
     fn ring(secret: &str) -> KeyRing {
         KeyRing::hs256(KeySettings {
@@ -317,22 +315,7 @@ mod tests {
         .unwrap()
     }
 
-    fn claims(typ: TokenType) -> Claims {
-        let now = chrono::Utc::now().timestamp();
-        Claims {
-            iss: "tessera".into(),
-            aud: "tessera".into(),
-            sub: Uuid::now_v7(),
-            iat: now,
-            nbf: now,
-            exp: now + 60,
-            jti: Uuid::now_v7(),
-            typ,
-            sid: Uuid::now_v7(),
-            role: (typ == TokenType::Access).then_some(Role::User),
-            fresh: (typ == TokenType::Access).then_some(true),
-        }
-    }
+    use crate::auth::claims::test_claims as claims;
 
     const SECRET: &str = "0123456789abcdef0123456789abcdef";
 
@@ -391,29 +374,13 @@ mod tests {
 #[cfg(test)]
 mod eddsa_tests {
     use super::*;
-    use crate::auth::claims::Role;
+
     use ed25519_dalek::pkcs8::{EncodePublicKey, spki::der::pem::LineEnding};
-    use uuid::Uuid;
 
     const SECRET: &str = "0123456789abcdef0123456789abcdef";
     const OLD_SECRET: &str = "an-old-secret-that-is-long-enough-000";
 
-    fn claims(typ: TokenType) -> Claims {
-        let now = chrono::Utc::now().timestamp();
-        Claims {
-            iss: "tessera".into(),
-            aud: "tessera".into(),
-            sub: Uuid::now_v7(),
-            iat: now,
-            nbf: now,
-            exp: now + 60,
-            jti: Uuid::now_v7(),
-            typ,
-            sid: Uuid::now_v7(),
-            role: (typ == TokenType::Access).then_some(Role::User),
-            fresh: (typ == TokenType::Access).then_some(true),
-        }
-    }
+    use crate::auth::claims::test_claims as claims;
 
     fn signing(seed: u8) -> SigningKey {
         SigningKey::from_bytes(&[seed; 32])
