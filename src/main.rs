@@ -115,7 +115,8 @@ async fn create_admin(mut config: Config) -> anyhow::Result<()> {
         config.argon2_memory_kib,
         config.argon2_iterations,
         config.argon2_parallelism,
-    )?;
+    )
+    .await?;
     tessera::bootstrap::ensure_admin_in(&db, &passwords, &email, &username, password).await
 }
 

@@ -173,7 +173,8 @@ impl AppState {
             config.argon2_memory_kib,
             config.argon2_iterations,
             config.argon2_parallelism,
-        )?;
+        )
+        .await?;
 
         Ok(Arc::new(Self {
             db,

@@ -22,12 +22,16 @@ pub struct Passwords {
 }
 
 impl Passwords {
-    pub fn new(memory_kib: u32, iterations: u32, parallelism: u32) -> anyhow::Result<Self> {
+    /// Hashes the dummy password on the blocking pool, like every hash.
+    pub async fn new(memory_kib: u32, iterations: u32, parallelism: u32) -> anyhow::Result<Self> {
         let params = Params::new(memory_kib, iterations, parallelism, None)
             .map_err(|e| anyhow::anyhow!("invalid argon2 parameters: {e}"))?;
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        let dummy = hash_with(&params, "tessera-dummy-password")
-            .map_err(|e| anyhow::anyhow!("argon2 self-test failed: {e}"))?;
+        let for_dummy = params.clone();
+        let dummy =
+            tokio::task::spawn_blocking(move || hash_with(&for_dummy, "tessera-dummy-password"))
+                .await?
+                .map_err(|e| anyhow::anyhow!("argon2 self-test failed: {e}"))?;
         Ok(Self {
             params,
             permits: Arc::new(Semaphore::new(cores)),
@@ -84,7 +88,7 @@ mod tests {
 
     #[tokio::test]
     async fn hash_and_verify() {
-        let p = Passwords::new(1024, 1, 1).unwrap();
+        let p = Passwords::new(1024, 1, 1).await.unwrap();
         let h = p
             .hash(SecretString::from("correct horse".to_owned()))
             .await

@@ -74,7 +74,7 @@ fn issue(
     role: Role,
     fresh: bool,
 ) -> Result<IssuedTokens, ApiError> {
-    let now = session.last_used_at.max(super::store::now_secs());
+    let now = super::store::now_secs();
     let access = access_claims(
         state,
         session.user_id,
