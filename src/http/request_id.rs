@@ -7,10 +7,6 @@ use uuid::Uuid;
 
 pub const REQUEST_ID: &str = "x-request-id";
 
-/// The request id of this request, as echoed or generated.
-#[derive(Clone, Debug)]
-pub struct RequestId(pub String);
-
 fn valid_request_id(v: &HeaderValue) -> Option<String> {
     let b = v.as_bytes();
     ((1..=128).contains(&b.len()) && b.iter().all(|c| (0x21..=0x7e).contains(c)))
@@ -19,13 +15,12 @@ fn valid_request_id(v: &HeaderValue) -> Option<String> {
 
 /// Outermost layer: every response carries `x-request-id`, and one log line
 /// per request (path without query: tokens must never reach the logs).
-pub async fn request_id<E: Endpoint>(ep: Arc<E>, mut req: Request) -> poem::Result<Response> {
+pub async fn request_id<E: Endpoint>(ep: Arc<E>, req: Request) -> poem::Result<Response> {
     let id = req
         .headers()
         .get(REQUEST_ID)
         .and_then(valid_request_id)
         .unwrap_or_else(|| Uuid::now_v7().to_string());
-    req.extensions_mut().insert(RequestId(id.clone()));
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     let started = Instant::now();
