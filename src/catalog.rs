@@ -9,7 +9,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use crate::{accounts::db_error, error::ApiError, paging::Paging, validation};
+use crate::{error::ApiError, paging::Paging, validation};
 
 fn name_problem(field: &str, name: &str) -> Result<(), ApiError> {
     let mut p = validation::Problems::default();
@@ -39,15 +39,14 @@ pub async fn create_category(
     }
     .insert(db)
     .await
-    .map_err(db_error)
+    .map_err(ApiError::from)
     .map_err(taken("category"))
 }
 
 pub async fn get_category(db: &DatabaseConnection, id: Uuid) -> Result<category::Model, ApiError> {
     category::Entity::find_by_id(id)
         .one(db)
-        .await
-        .map_err(db_error)?
+        .await?
         .ok_or_else(ApiError::not_found)
 }
 
@@ -79,7 +78,7 @@ pub async fn rename_category(
     model
         .update(db)
         .await
-        .map_err(db_error)
+        .map_err(ApiError::from)
         .map_err(taken("category"))
 }
 
@@ -87,13 +86,16 @@ pub async fn rename_category(
 /// 409 while products still belong to it: the foreign key (RESTRICT)
 /// refuses the delete, so no separate count can race with a new product.
 pub async fn delete_category(db: &DatabaseConnection, id: Uuid) -> Result<(), ApiError> {
-    let res = category::Entity::delete_by_id(id)
-        .exec(db)
-        .await
-        .map_err(|e| match db_error(e) {
-            ApiError::Conflict(_) => ApiError::Conflict("The category still has products.".into()),
-            other => other,
-        })?;
+    let res =
+        category::Entity::delete_by_id(id)
+            .exec(db)
+            .await
+            .map_err(|e| match ApiError::from(e) {
+                ApiError::Conflict(_) => {
+                    ApiError::Conflict("The category still has products.".into())
+                }
+                other => other,
+            })?;
     if res.rows_affected == 0 {
         return Err(ApiError::not_found());
     }
@@ -123,14 +125,7 @@ async fn check_fields(db: &DatabaseConnection, f: &ProductFields) -> Result<Chec
         p.check("name", validation::name(n));
     }
     if let Some(Some(d)) = &f.description {
-        p.check(
-            "description",
-            if d.chars().count() <= 2000 {
-                Ok(())
-            } else {
-                Err("must be at most 2000 characters")
-            },
-        );
+        p.check("description", validation::description(d));
     }
     let mut price_cents = None;
     if let Some(n) = &f.price {
@@ -146,11 +141,7 @@ async fn check_fields(db: &DatabaseConnection, f: &ProductFields) -> Result<Chec
         );
     }
     if let Some(c) = f.category_id {
-        let exists = category::Entity::find_by_id(c)
-            .one(db)
-            .await
-            .map_err(db_error)?
-            .is_some();
+        let exists = category::Entity::find_by_id(c).one(db).await?.is_some();
         p.check(
             "category_id",
             if exists {
@@ -190,15 +181,14 @@ pub async fn create_product(
     }
     .insert(db)
     .await
-    .map_err(db_error)
+    .map_err(ApiError::from)
     .map_err(taken("product"))
 }
 
 pub async fn get_product(db: &DatabaseConnection, id: Uuid) -> Result<product::Model, ApiError> {
     product::Entity::find_by_id(id)
         .one(db)
-        .await
-        .map_err(db_error)?
+        .await?
         .ok_or_else(ApiError::not_found)
 }
 
@@ -254,15 +244,12 @@ pub async fn update_product(
     model
         .update(db)
         .await
-        .map_err(db_error)
+        .map_err(ApiError::from)
         .map_err(taken("product"))
 }
 
 pub async fn delete_product(db: &DatabaseConnection, id: Uuid) -> Result<(), ApiError> {
-    let res = product::Entity::delete_by_id(id)
-        .exec(db)
-        .await
-        .map_err(db_error)?;
+    let res = product::Entity::delete_by_id(id).exec(db).await?;
     if res.rows_affected == 0 {
         return Err(ApiError::not_found());
     }

@@ -31,7 +31,7 @@ pub enum Environment {
     Production,
 }
 
-#[derive(Debug, Clone, Args)]
+#[derive(Clone, Args)]
 pub struct Config {
     /// Address to listen on.
     #[arg(long = "bind", env = "TESSERA_BIND", default_value = "127.0.0.1:8080")]
@@ -41,12 +41,13 @@ pub struct Config {
     #[arg(
         long = "database-url",
         env = "DATABASE_URL",
-        default_value = "sqlite://tessera.db?mode=rwc"
+        default_value = DEFAULT_DATABASE_URL,
+        hide_env_values = true
     )]
     pub database_url: String,
 
     /// Redis URL; unset means the embedded in-memory token store (one instance only).
-    #[arg(long = "redis-url", env = "REDIS_URL")]
+    #[arg(long = "redis-url", env = "REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
 
     /// Prefix of every Redis key.
@@ -56,6 +57,14 @@ pub struct Config {
         default_value = "tessera:"
     )]
     pub redis_prefix: String,
+
+    /// Live sessions per user; a login beyond it ends the oldest (0 = no cap).
+    #[arg(
+        long = "max-sessions-per-user",
+        env = "TESSERA_MAX_SESSIONS_PER_USER",
+        default_value_t = 100
+    )]
+    pub max_sessions_per_user: usize,
 
     /// HS256 signing secret (at least 32 bytes); unset means a random per-process secret.
     #[arg(long = "jwt-secret", env = "TESSERA_JWT_SECRET", value_parser = parse_secret, hide_env_values = true)]
@@ -184,40 +193,63 @@ impl Config {
         self
     }
 
-    /// The defaults of API.md, as if no variable were set (used by tests).
+    /// The defaults of API.md, as if no variable were set (used by tests):
+    /// the clap attributes above are the one place they are written.
     pub fn defaults() -> Self {
-        Self {
-            bind: "127.0.0.1:8080".into(),
-            database_url: DEFAULT_DATABASE_URL.into(),
-            redis_url: None,
-            redis_prefix: "tessera:".into(),
-            jwt_secret: None,
-            jwt_previous_secrets: None,
-            jwt_ed25519_key_file: None,
-            jwt_previous_public_keys: None,
-            issuer: "tessera".into(),
-            audience: "tessera".into(),
-            access_ttl: Duration::from_secs(900),
-            refresh_ttl: Duration::from_secs(2_592_000),
-            jwt_leeway: Duration::ZERO,
-            refresh_reuse_grace: Duration::ZERO,
-            login_max_failures: 5,
-            login_window: Duration::from_secs(900),
-            login_max_failures_per_ip: 50,
-            trust_forwarded: false,
-            argon2_memory_kib: 19456,
-            argon2_iterations: 2,
-            argon2_parallelism: 1,
-            max_body_bytes: 65536,
-            admin_email: None,
-            admin_username: None,
-            admin_password: None,
-            log_format: None,
-            cors_origins: None,
-            request_timeout: Duration::from_secs(30),
-            idle_timeout: Duration::from_secs(75),
-            env: Environment::Development,
+        use clap::{CommandFactory, FromArgMatches, Parser};
+        #[derive(Parser)]
+        struct Defaults {
+            #[command(flatten)]
+            config: Config,
         }
+        // Without the environment: only the written defaults count.
+        let matches = Defaults::command()
+            .mut_args(|a| a.env(None::<&str>))
+            .try_get_matches_from(["tessera"]);
+        match matches.and_then(|m| Defaults::from_arg_matches(&m)) {
+            Ok(d) => d.config,
+            // Only a broken attribute above can get here; tests catch it.
+            Err(e) => panic!("the configuration's defaults do not parse: {e}"),
+        }
+    }
+}
+
+/// `DATABASE_URL` and `REDIS_URL` embed passwords: debug output shows the
+/// scheme and host only, and the secrets not at all.
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("bind", &self.bind)
+            .field("database_url", &redact_url(&self.database_url))
+            .field("redis_url", &self.redis_url.as_deref().map(redact_url))
+            .field("redis_prefix", &self.redis_prefix)
+            .field("max_sessions_per_user", &self.max_sessions_per_user)
+            .field(
+                "jwt_secret",
+                &self.jwt_secret.as_ref().map(|_| "[redacted]"),
+            )
+            .field(
+                "jwt_previous_secrets",
+                &self.jwt_previous_secrets.as_ref().map(|_| "[redacted]"),
+            )
+            .field("jwt_ed25519_key_file", &self.jwt_ed25519_key_file)
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .field("access_ttl", &self.access_ttl)
+            .field("refresh_ttl", &self.refresh_ttl)
+            .field("refresh_reuse_grace", &self.refresh_reuse_grace)
+            .field("env", &self.env)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `scheme://[redacted]@host/...` for URLs with credentials; others as they are.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            format!("{}[redacted]{}", &url[..scheme_end + 3], &url[at..])
+        }
+        _ => url.to_owned(),
     }
 }
 
@@ -342,6 +374,30 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn defaults_are_the_clap_defaults() {
+        let c = Config::defaults();
+        assert_eq!(c.database_url, DEFAULT_DATABASE_URL);
+        assert_eq!(c.access_ttl, Duration::from_secs(900));
+        assert_eq!(c.max_sessions_per_user, 100);
+        assert_eq!(c.login_max_failures, 5);
+        assert!(c.redis_url.is_none() && c.jwt_secret.is_none());
+    }
+
+    #[test]
+    fn debug_never_shows_url_passwords_or_secrets() {
+        let mut c = Config::defaults();
+        c.database_url = "postgres://tessera:pg-pass-123@db:5432/tessera".into();
+        c.redis_url = Some("redis://:redis-pass-456@cache:6379/0".into());
+        c.jwt_secret = Some(SecretString::from("jwt-secret-789".to_owned()));
+        let shown = format!("{c:?}");
+        for secret in ["pg-pass-123", "redis-pass-456", "jwt-secret-789"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        assert!(shown.contains("db:5432"), "{shown}");
+        assert_eq!(redact_url("redis://cache:6379/"), "redis://cache:6379/");
+    }
 
     #[test]
     fn durations_accept_seconds_and_humantime() {

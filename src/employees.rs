@@ -8,7 +8,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use crate::{accounts::db_error, error::ApiError, paging::Paging, validation};
+use crate::{error::ApiError, paging::Paging, validation};
 
 pub struct Fields {
     pub name: Option<String>,
@@ -47,7 +47,7 @@ pub async fn create(
     }
     .insert(db)
     .await
-    .map_err(db_error)
+    .map_err(ApiError::from)
 }
 
 /// The owner's employee; someone else's is `NotFound` (no existence leak).
@@ -59,8 +59,7 @@ pub async fn get(
     employee::Entity::find_by_id(id)
         .filter(employee::Column::OwnerId.eq(owner))
         .one(db)
-        .await
-        .map_err(db_error)?
+        .await?
         .ok_or_else(ApiError::not_found)
 }
 
@@ -97,7 +96,7 @@ pub async fn update(
         model.position = Set(p);
     }
     model.updated_at = Set(Utc::now());
-    model.update(db).await.map_err(db_error)
+    model.update(db).await.map_err(ApiError::from)
 }
 
 pub async fn delete(db: &DatabaseConnection, owner: Uuid, id: Uuid) -> Result<(), ApiError> {
@@ -105,8 +104,7 @@ pub async fn delete(db: &DatabaseConnection, owner: Uuid, id: Uuid) -> Result<()
         .filter(employee::Column::Id.eq(id))
         .filter(employee::Column::OwnerId.eq(owner))
         .exec(db)
-        .await
-        .map_err(db_error)?;
+        .await?;
     if res.rows_affected == 0 {
         return Err(ApiError::not_found());
     }

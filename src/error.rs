@@ -269,6 +269,89 @@ impl ApiResponse for ApiError {
 
 pub type ApiResult<T> = Result<T, ApiError>;
 
+impl From<crate::auth::store::StoreError> for ApiError {
+    fn from(e: crate::auth::store::StoreError) -> Self {
+        crate::metrics::event(crate::metrics::Event::StoreUnavailable);
+        ApiError::unavailable(e)
+    }
+}
+
+/// Unique and foreign-key refusals are 409; a database that cannot be
+/// reached, or whose connection drops in the middle of a query, is 503 (fail
+/// closed, try again); anything else is a bug (500).
+impl From<sea_orm::DbErr> for ApiError {
+    fn from(e: sea_orm::DbErr) -> Self {
+        use sea_orm::{DbErr, SqlErr};
+        match e.sql_err() {
+            Some(SqlErr::UniqueConstraintViolation(_)) => {
+                return ApiError::Conflict("That value is already taken.".into());
+            }
+            Some(SqlErr::ForeignKeyConstraintViolation(_)) => {
+                return ApiError::Conflict("The record is still referenced by others.".into());
+            }
+            _ => {}
+        }
+        if is_sqlite_restrict(&e) {
+            return ApiError::Conflict("The record is still referenced by others.".into());
+        }
+        match e {
+            DbErr::Conn(_) | DbErr::ConnectionAcquire(_) => {
+                crate::metrics::event(crate::metrics::Event::DatabaseUnavailable);
+                ApiError::unavailable(e)
+            }
+            _ if is_connection_loss(&e) => {
+                crate::metrics::event(crate::metrics::Event::DatabaseUnavailable);
+                ApiError::unavailable(e)
+            }
+            other => {
+                crate::metrics::event(crate::metrics::Event::DatabaseError);
+                ApiError::internal(other)
+            }
+        }
+    }
+}
+
+fn sqlx_error(e: &sea_orm::DbErr) -> Option<&sea_orm::sqlx::Error> {
+    use sea_orm::{DbErr, RuntimeErr};
+    match e {
+        DbErr::Exec(RuntimeErr::SqlxError(inner))
+        | DbErr::Query(RuntimeErr::SqlxError(inner))
+        | DbErr::Conn(RuntimeErr::SqlxError(inner)) => Some(inner),
+        _ => None,
+    }
+}
+
+/// The connection went away under a running query (server restart, network
+/// cut, pool shut down): a dependency failure, not a bug.
+fn is_connection_loss(e: &sea_orm::DbErr) -> bool {
+    use sea_orm::sqlx::Error;
+    matches!(
+        sqlx_error(e),
+        Some(
+            Error::Io(_)
+                | Error::Tls(_)
+                | Error::Protocol(_)
+                | Error::PoolTimedOut
+                | Error::PoolClosed
+                | Error::WorkerCrashed
+        )
+    ) || sqlx_error(e).is_some_and(|inner| match inner {
+        // PostgreSQL's admin_shutdown / crash_shutdown / cannot_connect_now
+        // and connection_exception class (08xxx).
+        Error::Database(d) => d
+            .code()
+            .is_some_and(|c| c.starts_with("08") || c.starts_with("57P")),
+        _ => false,
+    })
+}
+
+/// SQLite reports an `ON DELETE RESTRICT` refusal as SQLITE_CONSTRAINT_TRIGGER
+/// (1811), which SeaORM does not classify as a foreign-key violation.
+fn is_sqlite_restrict(e: &sea_orm::DbErr) -> bool {
+    matches!(sqlx_error(e), Some(sea_orm::sqlx::Error::Database(d))
+        if d.code().as_deref() == Some("1811") && d.message().contains("FOREIGN KEY"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

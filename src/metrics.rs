@@ -32,10 +32,17 @@ pub enum Event {
     RefreshRevoked,
     Logout,
     StoreUnavailable,
+    DatabaseUnavailable,
+    DatabaseError,
+    /// Redis runs with an evicting `maxmemory-policy` (checked at start):
+    /// revocations and login counters may be dropped.
+    StoreEvictionPolicy,
+    /// A login lost against an account change in flight (API.md).
+    LoginLostToAccountChange,
 }
 
 impl Event {
-    const ALL: [Event; 9] = [
+    const ALL: [Event; 13] = [
         Event::LoginSucceeded,
         Event::LoginFailed,
         Event::LoginRateLimited,
@@ -45,6 +52,10 @@ impl Event {
         Event::RefreshRevoked,
         Event::Logout,
         Event::StoreUnavailable,
+        Event::DatabaseUnavailable,
+        Event::DatabaseError,
+        Event::StoreEvictionPolicy,
+        Event::LoginLostToAccountChange,
     ];
 
     fn name(self) -> &'static str {
@@ -58,6 +69,10 @@ impl Event {
             Event::RefreshRevoked => "refresh_revoked",
             Event::Logout => "logout",
             Event::StoreUnavailable => "store_unavailable",
+            Event::DatabaseUnavailable => "database_unavailable",
+            Event::DatabaseError => "database_error",
+            Event::StoreEvictionPolicy => "store_eviction_policy",
+            Event::LoginLostToAccountChange => "login_lost_to_account_change",
         }
     }
 }

@@ -2,7 +2,7 @@
 
 use sea_orm::{DatabaseConnection, EntityTrait, PaginatorTrait, QuerySelect, Select};
 
-use crate::{accounts::db_error, error::ApiError};
+use crate::error::ApiError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Paging {
@@ -45,14 +45,11 @@ where
     E: EntityTrait,
     E::Model: Send + Sync,
 {
-    let total = query.clone().count(db).await.map_err(db_error)?;
+    let total = query.clone().count(db).await?;
     let items = match paging.offset() {
-        Some(offset) if offset < total => query
-            .offset(offset)
-            .limit(paging.per_page)
-            .all(db)
-            .await
-            .map_err(db_error)?,
+        Some(offset) if offset < total => {
+            query.offset(offset).limit(paging.per_page).all(db).await?
+        }
         _ => vec![],
     };
     Ok((items, total))

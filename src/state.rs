@@ -11,20 +11,17 @@ use secrecy::SecretString;
 use crate::{
     auth::{
         keys::{KeyRing, RingSettings},
+        limits::LoginLimits,
         password::Passwords,
         store::{MemoryStore, RedisStore, TokenStore},
+        tokens::{TokenEngine, TokenSettings},
     },
     config::Config,
 };
 
-/// The token and HTTP rules' numbers, in the units they are used in.
+/// The HTTP and account rules' numbers (the token engine has its own).
 #[derive(Debug, Clone)]
 pub struct Settings {
-    pub issuer: String,
-    pub audience: String,
-    pub access_ttl: i64,
-    pub refresh_ttl: i64,
-    pub reuse_grace_ms: i64,
     pub max_body_bytes: usize,
     /// `TESSERA_CORS_ORIGINS` as configured (parsed by `http::CorsPolicy`).
     pub cors_origins: Option<String>,
@@ -36,8 +33,7 @@ pub struct Settings {
 
 pub struct AppState {
     pub db: DatabaseConnection,
-    pub store: Arc<dyn TokenStore>,
-    pub keys: KeyRing,
+    pub tokens: TokenEngine,
     pub passwords: Passwords,
     pub settings: Settings,
 }
@@ -82,6 +78,10 @@ pub async fn migrate(db: &DatabaseConnection, url: &str) -> anyhow::Result<()> {
     let _ = conn.execute_unprepared(UNLOCK).await;
     let _ = conn.close().await;
     result.context("database migration failed")
+}
+
+fn secs(d: std::time::Duration) -> i64 {
+    i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
 }
 
 /// Reads a PEM key file named by `setting`.
@@ -160,7 +160,11 @@ impl AppState {
         migrate(&db, &config.database_url).await?;
 
         let store: Arc<dyn TokenStore> = match &config.redis_url {
-            Some(url) => Arc::new(RedisStore::new(url, &config.redis_prefix)?),
+            Some(url) => {
+                let redis = RedisStore::new(url, &config.redis_prefix)?;
+                redis.warn_if_evicting().await;
+                Arc::new(redis)
+            }
             None => {
                 tracing::warn!(
                     "REDIS_URL is not set: using the in-memory token store; run one instance only"
@@ -176,22 +180,33 @@ impl AppState {
         )
         .await?;
 
-        Ok(Arc::new(Self {
-            db,
-            store,
+        let tokens = TokenEngine {
             keys,
-            passwords,
-            settings: Settings {
+            store,
+            settings: TokenSettings {
                 issuer: config.issuer.clone(),
                 audience: config.audience.clone(),
-                access_ttl: config.access_ttl.as_secs() as i64,
-                refresh_ttl: config.refresh_ttl.as_secs() as i64,
-                reuse_grace_ms: config.refresh_reuse_grace.as_millis() as i64,
+                access_ttl: secs(config.access_ttl),
+                refresh_ttl: secs(config.refresh_ttl),
+                reuse_grace_ms: i64::try_from(config.refresh_reuse_grace.as_millis())
+                    .unwrap_or(i64::MAX),
+                max_sessions: config.max_sessions_per_user,
+            },
+        };
+        Ok(Arc::new(Self {
+            db,
+            tokens,
+            passwords,
+            settings: Settings {
                 max_body_bytes: config.max_body_bytes,
                 cors_origins: config.cors_origins.clone(),
                 request_timeout: config.request_timeout,
                 trust_forwarded: config.trust_forwarded,
-                login_limits: crate::auth::limits::LoginLimits::from_config(config),
+                login_limits: LoginLimits {
+                    max_failures: config.login_max_failures,
+                    max_failures_per_ip: config.login_max_failures_per_ip,
+                    window_secs: config.login_window.as_secs().max(1),
+                },
             },
         }))
     }

@@ -79,10 +79,27 @@ pub fn password(s: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
+/// `name` and `position`: 1..=100 characters, no control characters
+/// (Unicode Cc, which includes U+0000 that PostgreSQL text cannot store).
 pub fn name(s: &str) -> Result<(), &'static str> {
     let n = s.chars().count();
     if !(1..=100).contains(&n) {
         return Err("must be 1 to 100 characters");
+    }
+    if s.chars().any(char::is_control) {
+        return Err("must not contain control characters");
+    }
+    Ok(())
+}
+
+/// A product description: at most 2000 characters, no U+0000 (newlines and
+/// tabs are fine).
+pub fn description(s: &str) -> Result<(), &'static str> {
+    if s.chars().count() > 2000 {
+        return Err("must be at most 2000 characters");
+    }
+    if s.contains('\0') {
+        return Err("must not contain U+0000");
     }
     Ok(())
 }
@@ -121,6 +138,18 @@ mod tests {
         assert!(email(&format!("{}@example.com", "a".repeat(65))).is_err());
         assert!(email(&format!("{}@example.com", "a".repeat(64))).is_ok());
         assert!(email(&format!("a@{}.com", "b".repeat(250))).is_err());
+    }
+
+    #[test]
+    fn names_refuse_control_characters() {
+        assert!(name("Ann Smith-Jones").is_ok());
+        assert!(name(&"ü".repeat(100)).is_ok());
+        for bad in ["a\u{0}b", "tab\there", "new\nline", "\u{7f}", "\u{85}"] {
+            assert!(name(bad).is_err(), "{bad:?}");
+        }
+        assert!(description("two\nlines\tand a tab").is_ok());
+        assert!(description("nul\u{0}").is_err());
+        assert!(description(&"x".repeat(2001)).is_err());
     }
 
     #[test]

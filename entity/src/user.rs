@@ -16,6 +16,10 @@ pub struct Model {
     pub password_hash: String,
     pub role: String,
     pub blocked: bool,
+    /// Replaced by every change that ends the user's sessions (password,
+    /// role, block, logout-all); a login compares it after storing its
+    /// session.
+    pub security_stamp: i64,
     pub created_at: ChronoDateTimeUtc,
     pub updated_at: ChronoDateTimeUtc,
 }

@@ -2,6 +2,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261123_000001_create_users;
 mod m20261123_000002_create_resources;
+mod m20261201_000003_security_stamp;
 
 pub struct Migrator;
 
@@ -11,6 +12,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261123_000001_create_users::Migration),
             Box::new(m20261123_000002_create_resources::Migration),
+            Box::new(m20261201_000003_security_stamp::Migration),
         ]
     }
 }

@@ -18,8 +18,7 @@ use crate::{
     accounts::{self, Identifier, NewAccount},
     auth::{
         claims::Role,
-        limits::Limiter,
-        sessions::{self, ClientMeta, IssuedTokens},
+        tokens::{ClientMeta, IssuedTokens},
     },
     error::{ApiError, ApiResult},
     state::AppState,
@@ -127,7 +126,7 @@ fn ts(secs: i64) -> DateTime<Utc> {
 
 pub struct AuthApi;
 
-fn client_meta(state: &AppState, req: &Request) -> ClientMeta {
+pub(super) fn client_meta(state: &AppState, req: &Request) -> ClientMeta {
     let user_agent = req
         .headers()
         .get(header::USER_AGENT)
@@ -183,29 +182,21 @@ impl AuthApi {
             }
         };
         let meta = client_meta(&state, req);
-        let user = accounts::authenticate(
-            &state.db,
-            &state.passwords,
-            &Limiter::new(&*state.store, state.settings.login_limits),
-            &ident,
-            SecretString::from(body.password.0),
-            meta.ip.as_deref(),
-        )
-        .await?;
-        let issued = sessions::login(&state, &user, meta).await?;
+        let issued =
+            accounts::login(&state, &ident, SecretString::from(body.password.0), meta).await?;
         Ok(tokens(issued))
     }
 
     /// Rotate the refresh token (send it as the bearer token).
     #[oai(path = "/auth/refresh", method = "post", operation_id = "refresh")]
     async fn refresh(&self, state: Data<&Arc<AppState>>, auth: Refresh) -> ApiResult<Tokens> {
-        Ok(tokens(sessions::refresh(&state, &auth.0).await?))
+        Ok(tokens(accounts::refresh(&state, &auth.0).await?))
     }
 
     /// Revoke this access token and end its session.
     #[oai(path = "/auth/logout", method = "post", operation_id = "logout")]
     async fn logout(&self, state: Data<&Arc<AppState>>, auth: Access) -> ApiResult<NoContent> {
-        sessions::logout(&state, &auth.0).await?;
+        state.tokens.logout(&auth.0).await?;
         Ok(NoContent::Done)
     }
 
@@ -216,7 +207,7 @@ impl AuthApi {
         operation_id = "logout_all"
     )]
     async fn logout_all(&self, state: Data<&Arc<AppState>>, auth: Access) -> ApiResult<NoContent> {
-        sessions::revoke_user(&state, auth.0.sub).await?;
+        accounts::logout_all(&state, auth.0.sub).await?;
         Ok(NoContent::Done)
     }
 
@@ -250,7 +241,7 @@ impl AuthApi {
         state: Data<&Arc<AppState>>,
         auth: Access,
     ) -> ApiResult<Json<Vec<Session>>> {
-        let list = state.store.sessions(auth.0.sub).await?;
+        let list = state.tokens.sessions(auth.0.sub).await?;
         Ok(Json(
             list.into_iter()
                 .map(|s| Session {
@@ -278,7 +269,10 @@ impl AuthApi {
         auth: Access,
         id: Path<Uuid>,
     ) -> ApiResult<NoContent> {
-        sessions::end_own_session(&state, auth.0.sub, id.0).await?;
-        Ok(NoContent::Done)
+        if state.tokens.end_session(auth.0.sub, id.0).await? {
+            Ok(NoContent::Done)
+        } else {
+            Err(ApiError::NotFound("No such session.".into()))
+        }
     }
 }

@@ -52,7 +52,7 @@ impl JwksApi {
     /// the tokens expire: `GET /auth/verify` does.
     #[oai(path = "/.well-known/jwks.json", method = "get", operation_id = "jwks")]
     async fn jwks(&self, state: Data<&Arc<AppState>>) -> Result<JwksResponse, ApiError> {
-        let keys = state.keys.jwks();
+        let keys = state.tokens.keys.jwks();
         if keys.is_empty() {
             return Err(ApiError::not_found());
         }

@@ -7,10 +7,7 @@ use poem::Request;
 use poem_openapi::{SecurityScheme, auth::Bearer};
 
 use crate::{
-    auth::{
-        claims::{Claims, Role},
-        sessions,
-    },
+    auth::claims::{Claims, Role},
     error::ApiError,
     state::AppState,
 };
@@ -39,7 +36,7 @@ fn demand(claims: Claims, d: Demand) -> Result<Claims, ApiError> {
 }
 
 async fn checked(req: &Request, bearer: Bearer, d: Demand) -> poem::Result<Claims> {
-    let claims = sessions::authorize_access(state(req)?, &bearer.token).await?;
+    let claims = state(req)?.tokens.authorize_access(&bearer.token).await?;
     Ok(demand(claims, d)?)
 }
 
@@ -93,7 +90,7 @@ access_scheme!(
 pub struct Refresh(pub Claims);
 
 async fn check_refresh(req: &Request, bearer: Bearer) -> poem::Result<Claims> {
-    Ok(sessions::verify_refresh(state(req)?, &bearer.token)?)
+    Ok(state(req)?.tokens.verify_refresh(&bearer.token)?)
 }
 
 /// Optional authentication: no `Authorization` header is anonymous; a header
@@ -134,7 +131,7 @@ impl<'a> poem_openapi::ApiExtractor<'a> for MaybeAccess {
         let bearer = <Bearer as poem_openapi::auth::BearerAuthorization>::from_request(req)
             .map_err(|_| ApiError::TokenMissing)?;
         Ok(Self(Some(
-            sessions::authorize_access(state(req)?, &bearer.token).await?,
+            state(req)?.tokens.authorize_access(&bearer.token).await?,
         )))
     }
 }

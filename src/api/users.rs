@@ -20,7 +20,6 @@ use super::{
 use crate::{
     accounts::{self, AdminChange, ProfileChange},
     auth::claims::Role,
-    auth::sessions,
     error::{ApiError, ApiResult},
     state::AppState,
 };
@@ -137,27 +136,28 @@ impl UsersApi {
     async fn change_password(
         &self,
         state: Data<&Arc<AppState>>,
+        req: &poem::Request,
         auth: Fresh,
         body: Json<ChangePassword>,
     ) -> ApiResult<NoContent> {
         let current = me(&state, &auth.0).await?;
         let body = body.0;
-        let user = accounts::change_password(
-            &state.db,
-            &state.passwords,
+        let ip = super::auth::client_meta(&state, req).ip;
+        accounts::change_password(
+            &state,
             current,
             SecretString::from(body.current_password.0),
             SecretString::from(body.new_password.0),
+            ip.as_deref(),
         )
         .await?;
-        sessions::revoke_user(&state, user.id).await?;
         Ok(NoContent::Done)
     }
 
     /// Delete the caller's account and everything it owns (fresh token).
     #[oai(path = "/users/me", method = "delete", operation_id = "delete_me")]
     async fn delete_me(&self, state: Data<&Arc<AppState>>, auth: Fresh) -> ApiResult<NoContent> {
-        delete_user(&state, auth.0.sub).await?;
+        accounts::delete(&state, auth.0.sub).await?;
         Ok(NoContent::Done)
     }
 
@@ -214,10 +214,9 @@ impl UsersApi {
             role: body.0.role,
             blocked: body.0.blocked,
         };
-        let (user, changed) = accounts::admin_update(&state.db, current, change).await?;
-        if changed {
-            sessions::revoke_user(&state, user.id).await?;
-        }
+        let user = accounts::admin_update(&state, current, change)
+            .await?
+            .ok_or_else(ApiError::not_found)?;
         Ok(Json(user.into()))
     }
 
@@ -230,18 +229,9 @@ impl UsersApi {
         id: Path<Id>,
     ) -> ApiResult<NoContent> {
         let id = id.0.uuid()?;
-        if !delete_user(&state, id).await? {
+        if !accounts::delete(&state, id).await? {
             return Err(ApiError::not_found());
         }
         Ok(NoContent::Done)
     }
-}
-
-/// Ends the user's sessions, deletes them, and ends sessions again in case a
-/// login raced the deletion. Fails closed: no deletion when the store is down.
-async fn delete_user(state: &AppState, id: uuid::Uuid) -> ApiResult<bool> {
-    sessions::revoke_user(state, id).await?;
-    let existed = accounts::delete(&state.db, id).await?;
-    sessions::revoke_user(state, id).await?;
-    Ok(existed)
 }

@@ -24,7 +24,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::store::{Failures, LimitKey, TokenStore};
-use crate::{config::Config, error::ApiError};
+use crate::error::ApiError;
 
 /// The limits, from `TESSERA_LOGIN_MAX_FAILURES`, `_PER_IP` and `_WINDOW`.
 /// A maximum of 0 turns that limit off.
@@ -36,34 +36,22 @@ pub struct LoginLimits {
     pub window_secs: u64,
 }
 
-impl LoginLimits {
-    pub fn from_config(config: &Config) -> Self {
-        Self {
-            max_failures: config.login_max_failures,
-            max_failures_per_ip: config.login_max_failures_per_ip,
-            window_secs: config.login_window.as_secs().max(1),
-        }
-    }
-}
-
-impl Default for LoginLimits {
-    fn default() -> Self {
-        Self {
-            max_failures: 5,
-            max_failures_per_ip: 50,
-            window_secs: 900,
-        }
-    }
-}
-
 /// The account counter for a login identifier: the account's id when it
 /// exists (so its email and username share one counter), otherwise a hash of
-/// the lowercased identifier (its own counter, so the limit behaves the same
-/// whether or not the account exists, and the raw value is never stored).
-pub fn account_key(user_id: Option<Uuid>, identifier: &str) -> LimitKey {
+/// the kind (`email`/`username`) and the lowercased identifier: its own
+/// counter per kind, so `{"email": X}` and `{"username": X}` share one only
+/// when X names an account, and the limit behaves the same whether or not the
+/// account exists. The raw value is never stored.
+pub fn account_key(user_id: Option<Uuid>, kind: &str, identifier: &str) -> LimitKey {
     match user_id {
         Some(id) => LimitKey::Account(id),
-        None => LimitKey::Unknown(Sha256::digest(identifier.to_lowercase().as_bytes()).into()),
+        None => {
+            let mut h = Sha256::new();
+            h.update(kind.as_bytes());
+            h.update(b":");
+            h.update(identifier.to_lowercase().as_bytes());
+            LimitKey::Unknown(h.finalize().into())
+        }
     }
 }
 
@@ -205,9 +193,11 @@ mod tests {
 
     #[test]
     fn unknown_identifiers_are_hashed_case_insensitively() {
-        let a = account_key(None, "Ann@Example.com");
-        assert_eq!(a, account_key(None, "ann@example.com"));
-        assert_ne!(a, account_key(None, "bob@example.com"));
+        let a = account_key(None, "email", "Ann@Example.com");
+        assert_eq!(a, account_key(None, "email", "ann@example.com"));
+        assert_ne!(a, account_key(None, "email", "bob@example.com"));
+        // Another kind of identifier with the same text: another counter.
+        assert_ne!(a, account_key(None, "username", "ann@example.com"));
         let shown = a.to_string();
         assert!(shown.starts_with("login:unknown:"), "{shown}");
         assert!(
@@ -217,7 +207,7 @@ mod tests {
         assert_eq!(shown.len(), "login:unknown:".len() + 64);
         let id = Uuid::now_v7();
         assert_eq!(
-            account_key(Some(id), "whatever").to_string(),
+            account_key(Some(id), "username", "whatever").to_string(),
             format!("login:acct:{id}")
         );
     }

@@ -1,8 +1,10 @@
-//! The rules of tokens and passwords. No HTTP in here.
+//! The rules of tokens and passwords. No HTTP, no `AppState`, no `Config`:
+//! everything here takes the key ring, the store and its own settings.
 
 pub mod claims;
 pub mod keys;
 pub mod limits;
 pub mod password;
-pub mod sessions;
+pub mod rotation;
 pub mod store;
+pub mod tokens;

@@ -190,13 +190,13 @@ async fn rotation_across_a_restart_keeps_sessions() {
     let app_a = spawn_app(Backend::PostgresRedis).await;
     let t = app_a.user("rotor").await;
     let kid_a = header(&t.access)["kid"].as_str().unwrap().to_owned();
-    assert_eq!(kid_a, app_a.state.keys.kid());
+    assert_eq!(kid_a, app_a.state.tokens.keys.kid());
 
     let mut config = app_a.config.clone();
     config.jwt_secret = Some(SecretString::from(SECRET_B.to_owned()));
     config.jwt_previous_secrets = Some(SecretString::from(SECRET.to_owned()));
     let app_b = spawn_with_config(config.clone(), Backend::PostgresRedis).await;
-    let kid_b = app_b.state.keys.kid().to_owned();
+    let kid_b = app_b.state.tokens.keys.kid().to_owned();
     assert_ne!(kid_a, kid_b);
 
     // The access token issued under A verifies under B.
@@ -237,8 +237,8 @@ async fn previous_secret_tokens_verify(b: Backend) {
     })
     .await;
     let t = app.user("ann").await;
-    assert_eq!(header(&t.access)["kid"], app.state.keys.kid());
-    assert_eq!(app.state.keys.kid(), hs256_ring(SECRET_B).kid());
+    assert_eq!(header(&t.access)["kid"], app.state.tokens.keys.kid());
+    assert_eq!(app.state.tokens.keys.kid(), hs256_ring(SECRET_B).kid());
 
     let old_access = sign_hs256(SECRET, &claims(&t.access));
     assert_eq!(header(&old_access)["kid"], hs256_ring(SECRET).kid());
@@ -247,8 +247,14 @@ async fn previous_secret_tokens_verify(b: Backend) {
     let old_refresh = sign_hs256(SECRET, &claims(&t.refresh));
     let r = app.refresh(&old_refresh).await;
     r.assert_status(200);
-    assert_eq!(header(&r.str("access_token"))["kid"], app.state.keys.kid());
-    assert_eq!(header(&r.str("refresh_token"))["kid"], app.state.keys.kid());
+    assert_eq!(
+        header(&r.str("access_token"))["kid"],
+        app.state.tokens.keys.kid()
+    );
+    assert_eq!(
+        header(&r.str("refresh_token"))["kid"],
+        app.state.tokens.keys.kid()
+    );
 
     let stranger = sign_hs256(UNKNOWN_SECRET, &claims(&t.access));
     assert_invalid(&app.verify(&stranger).await, "unknown secret, own kid");
@@ -266,7 +272,7 @@ async fn eddsa_tokens_verify_against_the_jwks(b: Backend) {
     let retired = new_key();
     let (app, key) = eddsa_app(b, &dir, &[&retired], |_| {}).await;
     let kid = thumbprint(&key);
-    assert_eq!(app.state.keys.kid(), kid);
+    assert_eq!(app.state.tokens.keys.kid(), kid);
 
     let t = app.user("eve").await;
     for token in [&t.access, &t.refresh] {

@@ -9,8 +9,8 @@ use std::{sync::Arc, time::Duration};
 
 use deadpool_redis::redis;
 use tessera::auth::store::{
-    Failures, LimitKey, MemoryStore, RedisStore, Rotation, SessionRecord, TokenStore, now_ms,
-    now_secs,
+    Failures, LimitKey, MemoryStore, RedisStore, RotateRequest, Rotation, SessionRecord,
+    TokenStore, now_ms, now_secs,
 };
 use uuid::Uuid;
 
@@ -87,7 +87,7 @@ fn record(user_id: Uuid, ttl_secs: i64) -> SessionRecord {
 
 async fn start(store: &Store, s: &SessionRecord) {
     store
-        .start_session(s)
+        .start_session(s, 0)
         .await
         .unwrap_or_else(|e| panic!("start_session({}) failed: {e}", s.sid));
 }
@@ -110,13 +110,27 @@ async fn rotate(
     presented: Uuid,
     new_jti: Uuid,
     new_iat: i64,
-    now_ms: i64,
     grace_ms: i64,
 ) -> Rotation {
-    store
-        .rotate(sid, presented, new_jti, new_iat, now_ms, grace_ms)
-        .await
-        .expect("rotate failed")
+    let req = RotateRequest {
+        sid,
+        presented,
+        new_jti,
+        new_iat,
+        grace_ms,
+    };
+    let before = now_ms();
+    let r = store.rotate(&req).await.expect("rotate failed");
+    if let Rotation::Rotated(s) = &r {
+        // The rotation time is the store's clock: on loopback, within the call.
+        let at = s.rotated_ms.expect("a rotation without its time");
+        assert!(
+            (before - 50..=now_ms() + 50).contains(&at),
+            "rotated_ms {at} outside the call [{before}, {}]",
+            now_ms()
+        );
+    }
+    r
 }
 
 fn expect_rotated(r: Rotation) -> SessionRecord {
@@ -133,14 +147,20 @@ fn expect_grace(r: Rotation) -> SessionRecord {
     }
 }
 
-/// What a rotation of `s` to `new_jti` must produce.
-fn after_rotation(s: &SessionRecord, new_jti: Uuid, new_iat: i64, at_ms: i64) -> SessionRecord {
+/// What a rotation of `s` to `new_jti` must produce; `r` is the store's
+/// answer, whose rotation time (the store's clock) is taken as it is.
+fn after_rotation(
+    s: &SessionRecord,
+    new_jti: Uuid,
+    new_iat: i64,
+    r: &SessionRecord,
+) -> SessionRecord {
     SessionRecord {
         current_jti: new_jti,
         current_iat: new_iat,
         parent_jti: Some(s.current_jti),
-        rotated_ms: Some(at_ms),
-        last_used_at: at_ms.div_euclid(1000),
+        rotated_ms: r.rotated_ms,
+        last_used_at: new_iat,
         ..s.clone()
     }
 }
@@ -264,12 +284,12 @@ async fn rotate_then_strict_reuse(store: Store, _redis: RedisInfo) {
     let t1 = now_ms();
     let iat1 = now_secs() + 7; // distinct from every other time field
 
-    let r1 = expect_rotated(rotate(&store, s.sid, j0, j1, iat1, t1, 0).await);
-    let expected = after_rotation(&s, j1, iat1, t1);
+    let r1 = expect_rotated(rotate(&store, s.sid, j0, j1, iat1, 0).await);
+    let expected = after_rotation(&s, j1, iat1, &r1);
     assert_eq!(r1, expected, "Rotated record");
     assert_eq!(r1.current_jti, j1);
     assert_eq!(r1.parent_jti, Some(j0));
-    assert_eq!(r1.rotated_ms, Some(t1));
+    assert!(r1.rotated_ms >= Some(t1), "rotated before the call");
     assert_eq!(r1.current_iat, iat1);
     assert_eq!(
         r1.expires_at, s.expires_at,
@@ -286,14 +306,14 @@ async fn rotate_then_strict_reuse(store: Store, _redis: RedisInfo) {
     );
 
     // The newest token rotates again (still strict).
-    let (j2, t2) = (Uuid::now_v7(), now_ms() + 1);
-    let r2 = expect_rotated(rotate(&store, s.sid, j1, j2, iat1 + 1, t2, 0).await);
-    assert_eq!(r2, after_rotation(&expected, j2, iat1 + 1, t2));
+    let j2 = Uuid::now_v7();
+    let r2 = expect_rotated(rotate(&store, s.sid, j1, j2, iat1 + 1, 0).await);
+    assert_eq!(r2, after_rotation(&expected, j2, iat1 + 1, &r2));
 
     // The spent parent again, strict: reuse revokes the whole session.
     let j3 = Uuid::now_v7();
     assert_eq!(
-        rotate(&store, s.sid, j1, j3, iat1 + 2, now_ms(), 0).await,
+        rotate(&store, s.sid, j1, j3, iat1 + 2, 0).await,
         Rotation::Reused
     );
     assert!(
@@ -311,14 +331,14 @@ async fn rotate_then_strict_reuse(store: Store, _redis: RedisInfo) {
         "reused session still listed"
     );
     assert_eq!(
-        rotate(&store, s.sid, j2, Uuid::now_v7(), iat1 + 3, now_ms(), 0).await,
+        rotate(&store, s.sid, j2, Uuid::now_v7(), iat1 + 3, 0).await,
         Rotation::Gone,
         "the newest token of a revoked session must not rotate"
     );
     // A spent token presented again stays reuse (API.md: "Presenting a spent
     // refresh token again is reuse").
     assert_eq!(
-        rotate(&store, s.sid, j1, Uuid::now_v7(), iat1 + 4, now_ms(), 0).await,
+        rotate(&store, s.sid, j1, Uuid::now_v7(), iat1 + 4, 0).await,
         Rotation::Reused,
         "a spent token of a session revoked for reuse"
     );
@@ -336,7 +356,6 @@ async fn rotate_then_strict_reuse(store: Store, _redis: RedisInfo) {
             Uuid::now_v7(),
             Uuid::now_v7(),
             iat1,
-            now_ms(),
             0
         )
         .await,
@@ -345,19 +364,9 @@ async fn rotate_then_strict_reuse(store: Store, _redis: RedisInfo) {
     // Strict mode: even the immediate parent a millisecond later is reuse.
     let s2 = record(user, 3600);
     start(&store, &s2).await;
-    let t = now_ms();
-    expect_rotated(rotate(&store, s2.sid, s2.current_jti, Uuid::now_v7(), iat1, t, 0).await);
+    expect_rotated(rotate(&store, s2.sid, s2.current_jti, Uuid::now_v7(), iat1, 0).await);
     assert_eq!(
-        rotate(
-            &store,
-            s2.sid,
-            s2.current_jti,
-            Uuid::now_v7(),
-            iat1,
-            t + 1,
-            0
-        )
-        .await,
+        rotate(&store, s2.sid, s2.current_jti, Uuid::now_v7(), iat1, 0).await,
         Rotation::Reused
     );
     assert_eq!(session(&store, s2.sid).await, None);
@@ -366,19 +375,21 @@ async fn rotate_then_strict_reuse(store: Store, _redis: RedisInfo) {
 // ---------------------------------------------------------------- 3. grace window
 
 async fn grace_window(store: Store, _redis: RedisInfo) {
-    const GRACE: i64 = 10_000;
+    // Short, because the window runs on the store's clock: the test waits
+    // for it to pass.
+    const GRACE: i64 = 1_200;
     let user = Uuid::now_v7();
     let iat = now_secs();
 
     // A: the immediate parent within the window, then after it.
     let a = record(user, 3600);
     start(&store, &a).await;
-    let (j0, j1, t1) = (a.current_jti, Uuid::now_v7(), now_ms());
-    let ra = expect_rotated(rotate(&store, a.sid, j0, j1, iat, t1, GRACE).await);
-    assert_eq!(ra, after_rotation(&a, j1, iat, t1));
+    let (j0, j1) = (a.current_jti, Uuid::now_v7());
+    let ra = expect_rotated(rotate(&store, a.sid, j0, j1, iat, GRACE).await);
+    assert_eq!(ra, after_rotation(&a, j1, iat, &ra));
 
-    for (i, at) in [t1 + 1, t1 + 5_000, t1 + GRACE - 1].into_iter().enumerate() {
-        let g = expect_grace(rotate(&store, a.sid, j0, Uuid::now_v7(), iat + 1, at, GRACE).await);
+    for i in 0..3 {
+        let g = expect_grace(rotate(&store, a.sid, j0, Uuid::now_v7(), iat + 1, GRACE).await);
         assert_eq!(
             g.current_jti, j1,
             "grace #{i} must carry the current (latest) jti"
@@ -396,17 +407,9 @@ async fn grace_window(store: Store, _redis: RedisInfo) {
     }
 
     // The parent after the window is reuse.
+    tokio::time::sleep(Duration::from_millis(GRACE as u64 + 200)).await;
     assert_eq!(
-        rotate(
-            &store,
-            a.sid,
-            j0,
-            Uuid::now_v7(),
-            iat + 2,
-            t1 + GRACE + 1,
-            GRACE
-        )
-        .await,
+        rotate(&store, a.sid, j0, Uuid::now_v7(), iat + 2, GRACE).await,
         Rotation::Reused
     );
     assert_eq!(
@@ -417,7 +420,7 @@ async fn grace_window(store: Store, _redis: RedisInfo) {
     assert!(!check(&store, a.sid, Uuid::now_v7()).await);
     // A revoked session refreshes never, grace or not.
     assert_eq!(
-        rotate(&store, a.sid, j1, Uuid::now_v7(), iat + 3, now_ms(), GRACE).await,
+        rotate(&store, a.sid, j1, Uuid::now_v7(), iat + 3, GRACE).await,
         Rotation::Gone
     );
 
@@ -425,19 +428,18 @@ async fn grace_window(store: Store, _redis: RedisInfo) {
     let b = record(user, 3600);
     start(&store, &b).await;
     let (b0, b1, b2) = (b.current_jti, Uuid::now_v7(), Uuid::now_v7());
-    let t = now_ms();
-    expect_rotated(rotate(&store, b.sid, b0, b1, iat, t, GRACE).await);
-    let rb = expect_rotated(rotate(&store, b.sid, b1, b2, iat, t + 1, GRACE).await);
+    expect_rotated(rotate(&store, b.sid, b0, b1, iat, GRACE).await);
+    let rb = expect_rotated(rotate(&store, b.sid, b1, b2, iat, GRACE).await);
     assert_eq!(rb.parent_jti, Some(b1));
     assert_eq!(
-        rotate(&store, b.sid, b0, Uuid::now_v7(), iat, t + 2, GRACE).await,
+        rotate(&store, b.sid, b0, Uuid::now_v7(), iat, GRACE).await,
         Rotation::Reused,
         "a grandparent within the window must be reuse"
     );
     assert_eq!(session(&store, b.sid).await, None);
     assert!(!check(&store, b.sid, Uuid::now_v7()).await);
     // A revoked session refreshes never, grace or not (b1 is spent: reuse or gone).
-    let late = rotate(&store, b.sid, b1, Uuid::now_v7(), iat, t + 3, GRACE).await;
+    let late = rotate(&store, b.sid, b1, Uuid::now_v7(), iat, GRACE).await;
     assert!(
         matches!(late, Rotation::Reused | Rotation::Gone),
         "the parent of a revoked session must not get grace: {late:?}"
@@ -447,16 +449,7 @@ async fn grace_window(store: Store, _redis: RedisInfo) {
     let c = record(user, 3600);
     start(&store, &c).await;
     assert_eq!(
-        rotate(
-            &store,
-            c.sid,
-            Uuid::now_v7(),
-            Uuid::now_v7(),
-            iat,
-            now_ms(),
-            GRACE
-        )
-        .await,
+        rotate(&store, c.sid, Uuid::now_v7(), Uuid::now_v7(), iat, GRACE).await,
         Rotation::Reused
     );
     assert_eq!(session(&store, c.sid).await, None);
@@ -464,11 +457,12 @@ async fn grace_window(store: Store, _redis: RedisInfo) {
     // D: after the window the current token still rotates normally.
     let d = record(user, 3600);
     start(&store, &d).await;
-    let (d1, t) = (Uuid::now_v7(), now_ms());
-    let rd = expect_rotated(rotate(&store, d.sid, d.current_jti, d1, iat, t, GRACE).await);
+    let d1 = Uuid::now_v7();
+    let rd = expect_rotated(rotate(&store, d.sid, d.current_jti, d1, iat, GRACE).await);
     let d2 = Uuid::now_v7();
-    let rd2 = expect_rotated(rotate(&store, d.sid, d1, d2, iat, t + GRACE + 5_000, GRACE).await);
-    assert_eq!(rd2, after_rotation(&rd, d2, iat, t + GRACE + 5_000));
+    tokio::time::sleep(Duration::from_millis(GRACE as u64 + 200)).await;
+    let rd2 = expect_rotated(rotate(&store, d.sid, d1, d2, iat, GRACE).await);
+    assert_eq!(rd2, after_rotation(&rd, d2, iat, &rd2));
 }
 
 // ---------------------------------------------------------------- 4. concurrent rotation
@@ -485,7 +479,13 @@ async fn race(store: &Store, sid: Uuid, presented: Uuid, grace_ms: i64) -> Vec<(
                 let new_jti = Uuid::now_v7();
                 barrier.wait().await;
                 let r = store
-                    .rotate(sid, presented, new_jti, now_secs(), now_ms(), grace_ms)
+                    .rotate(&RotateRequest {
+                        sid,
+                        presented,
+                        new_jti,
+                        new_iat: now_secs(),
+                        grace_ms,
+                    })
                     .await
                     .expect("rotate failed");
                 (new_jti, r)
@@ -535,16 +535,7 @@ async fn concurrent_rotation_strict(store: Store, _redis: RedisInfo) {
         .unwrap();
     assert!(
         !matches!(
-            rotate(
-                &store,
-                s.sid,
-                *winner_jti,
-                Uuid::now_v7(),
-                now_secs(),
-                now_ms(),
-                0
-            )
-            .await,
+            rotate(&store, s.sid, *winner_jti, Uuid::now_v7(), now_secs(), 0).await,
             Rotation::Rotated(_) | Rotation::WithinGrace(_)
         ),
         "the winner's token must die with the session"
@@ -716,7 +707,6 @@ async fn end_and_list_sessions(store: Store, _redis: RedisInfo) {
             ended.current_jti,
             Uuid::now_v7(),
             now,
-            now_ms(),
             10_000
         )
         .await,
@@ -814,7 +804,6 @@ async fn session_expires(store: Store, _redis: RedisInfo) {
             short.current_jti,
             Uuid::now_v7(),
             now_secs(),
-            now_ms(),
             0
         )
         .await,
@@ -868,7 +857,7 @@ async fn redis_keys_expire_and_share_hash_tag(store: Store, redis: RedisInfo) {
         .await
         .expect("revoke_jti");
     let j1 = Uuid::now_v7();
-    expect_rotated(rotate(&store, s.sid, s.current_jti, j1, now_secs(), now_ms(), 0).await);
+    expect_rotated(rotate(&store, s.sid, s.current_jti, j1, now_secs(), 0).await);
 
     let keys = keys_with_ttl(&url, &prefix).await;
     let now = now_secs();
@@ -947,16 +936,7 @@ async fn redis_keys_expire_and_share_hash_tag(store: Store, redis: RedisInfo) {
 
     // After reuse, ending and logout-all nothing is left without a TTL.
     assert_eq!(
-        rotate(
-            &store,
-            s.sid,
-            s.current_jti,
-            Uuid::now_v7(),
-            now_secs(),
-            now_ms(),
-            0
-        )
-        .await,
+        rotate(&store, s.sid, s.current_jti, Uuid::now_v7(), now_secs(), 0).await,
         Rotation::Reused
     );
     assert_all_expire(&keys_with_ttl(&url, &prefix).await, "after reuse");

@@ -8,8 +8,10 @@ use parking_lot::Mutex;
 use uuid::Uuid;
 
 use super::{
-    Failures, LimitKey, Rotation, SessionRecord, StoreResult, TokenStore, now_ms, now_secs,
+    Failures, LimitKey, RotateRequest, Rotation, SessionRecord, StoreResult, TokenStore, now_ms,
+    now_secs,
 };
+use crate::auth::rotation::{Decision, Held, decide};
 
 #[derive(Default)]
 struct Inner {
@@ -91,7 +93,7 @@ impl TokenStore for MemoryStore {
         Ok(inner.revoked.get(&(sid, jti)).is_none_or(|exp| *exp <= now))
     }
 
-    async fn start_session(&self, session: &SessionRecord) -> StoreResult<()> {
+    async fn start_session(&self, session: &SessionRecord, max_sessions: usize) -> StoreResult<()> {
         let now = now_secs();
         let mut inner = self.inner.lock();
         inner.maybe_sweep(now);
@@ -101,46 +103,71 @@ impl TokenStore for MemoryStore {
             .or_default()
             .insert(session.sid);
         inner.sessions.insert(session.sid, session.clone());
+        if max_sessions == 0 {
+            return Ok(());
+        }
+        let sids: Vec<Uuid> = inner
+            .by_user
+            .get(&session.user_id)
+            .map(|s| s.iter().copied().collect())
+            .unwrap_or_default();
+        // Same order as Redis: by end of session, which is creation order.
+        let mut live: Vec<(i64, Uuid)> = sids
+            .into_iter()
+            .filter_map(|sid| inner.live_session(sid, now).map(|s| (s.expires_at, sid)))
+            .collect();
+        live.sort();
+        let over = live.len().saturating_sub(max_sessions);
+        for (_, sid) in live.into_iter().take(over) {
+            inner.remove_session(sid);
+        }
         Ok(())
     }
 
-    async fn rotate(
-        &self,
-        sid: Uuid,
-        presented: Uuid,
-        new_jti: Uuid,
-        new_iat: i64,
-        now_ms: i64,
-        grace_ms: i64,
-    ) -> StoreResult<Rotation> {
+    async fn rotate(&self, req: &RotateRequest) -> StoreResult<Rotation> {
+        let now_ms = now_ms();
         let now = now_ms.div_euclid(1000);
         let mut inner = self.inner.lock();
-        let Some(s) = inner.live_session(sid, now) else {
-            // Spent tokens of a session revoked for reuse stay "reused".
-            return Ok(match inner.reused.get(&sid) {
-                Some((last, exp)) if *exp > now && *last != presented => Rotation::Reused,
-                _ => Rotation::Gone,
-            });
+        let held = match inner.live_session(req.sid, now) {
+            Some(s) => Held::Live {
+                current: s.current_jti,
+                parent: s.parent_jti,
+                rotated_ms: s.rotated_ms,
+            },
+            None => match inner.reused.get(&req.sid) {
+                Some((last, exp)) if *exp > now => Held::Tombstone {
+                    last_current: *last,
+                },
+                _ => Held::Nothing,
+            },
         };
-        if s.current_jti == presented {
-            s.parent_jti = Some(presented);
-            s.rotated_ms = Some(now_ms);
-            s.current_jti = new_jti;
-            s.current_iat = new_iat;
-            s.last_used_at = now_ms.div_euclid(1000);
-            return Ok(Rotation::Rotated(s.clone()));
+        match decide(held, req.presented, now_ms, req.grace_ms) {
+            Decision::Gone => Ok(Rotation::Gone),
+            Decision::AlreadyReused => Ok(Rotation::Reused),
+            Decision::Rotate => {
+                let Some(s) = inner.live_session(req.sid, now) else {
+                    return Ok(Rotation::Gone);
+                };
+                s.parent_jti = Some(req.presented);
+                s.rotated_ms = Some(now_ms);
+                s.current_jti = req.new_jti;
+                s.current_iat = req.new_iat;
+                s.last_used_at = req.new_iat;
+                Ok(Rotation::Rotated(s.clone()))
+            }
+            Decision::Grace => Ok(inner
+                .live_session(req.sid, now)
+                .map_or(Rotation::Gone, |s| Rotation::WithinGrace(s.clone()))),
+            Decision::RevokeForReuse => {
+                if let Some(s) = inner.sessions.get(&req.sid) {
+                    let tombstone = (s.current_jti, s.expires_at);
+                    inner.remove_session(req.sid);
+                    inner.maybe_sweep(now);
+                    inner.reused.insert(req.sid, tombstone);
+                }
+                Ok(Rotation::Reused)
+            }
         }
-        let within_grace = grace_ms > 0
-            && s.parent_jti == Some(presented)
-            && s.rotated_ms.is_some_and(|at| now_ms - at <= grace_ms);
-        if within_grace {
-            return Ok(Rotation::WithinGrace(s.clone()));
-        }
-        let tombstone = (s.current_jti, s.expires_at);
-        inner.remove_session(sid);
-        inner.maybe_sweep(now);
-        inner.reused.insert(sid, tombstone);
-        Ok(Rotation::Reused)
     }
 
     async fn revoke_jti(&self, sid: Uuid, jti: Uuid, ttl_secs: i64) -> StoreResult<()> {

@@ -20,13 +20,6 @@ pub enum StoreError {
     Corrupt(String),
 }
 
-impl From<StoreError> for crate::error::ApiError {
-    fn from(e: StoreError) -> Self {
-        crate::metrics::event(crate::metrics::Event::StoreUnavailable);
-        crate::error::ApiError::unavailable(e)
-    }
-}
-
 pub type StoreResult<T> = Result<T, StoreError>;
 
 /// A refresh-token family. Times are unix seconds except `rotated_ms`.
@@ -46,6 +39,21 @@ pub struct SessionRecord {
     pub expires_at: i64,
     pub user_agent: Option<String>,
     pub ip: Option<String>,
+}
+
+/// One presentation of a refresh token (see `auth::rotation`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RotateRequest {
+    pub sid: Uuid,
+    /// The jti of the presented refresh token.
+    pub presented: Uuid,
+    /// jti and iat (the caller's clock, as in every token it signs) of the
+    /// refresh token that replaces it if it is current.
+    pub new_jti: Uuid,
+    pub new_iat: i64,
+    /// `TESSERA_REFRESH_REUSE_GRACE` in ms; the window is measured on the
+    /// store's clock, not the caller's.
+    pub grace_ms: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -107,19 +115,13 @@ pub trait TokenStore: Send + Sync + 'static {
     /// Is an access token with this session and jti still good? One round trip.
     async fn check(&self, sid: Uuid, jti: Uuid) -> StoreResult<bool>;
 
-    async fn start_session(&self, session: &SessionRecord) -> StoreResult<()>;
+    /// Stores a new session and lists it under its user. Beyond
+    /// `max_sessions` live sessions of the user (0 = no cap) the oldest end.
+    async fn start_session(&self, session: &SessionRecord, max_sessions: usize) -> StoreResult<()>;
 
-    /// Atomic: of N concurrent calls with the same `presented` jti exactly one
-    /// gets `Rotated`.
-    async fn rotate(
-        &self,
-        sid: Uuid,
-        presented: Uuid,
-        new_jti: Uuid,
-        new_iat: i64,
-        now_ms: i64,
-        grace_ms: i64,
-    ) -> StoreResult<Rotation>;
+    /// `auth::rotation::decide`, applied atomically: of N concurrent calls
+    /// with the same `presented` jti exactly one gets `Rotated`.
+    async fn rotate(&self, req: &RotateRequest) -> StoreResult<Rotation>;
 
     /// Revokes one access token for `ttl_secs` (its remaining lifetime).
     async fn revoke_jti(&self, sid: Uuid, jti: Uuid, ttl_secs: i64) -> StoreResult<()>;

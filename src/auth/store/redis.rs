@@ -6,8 +6,9 @@
 //! - `P{sid}:revoked:<jti>`: a revoked access token; expires with the token.
 //! - `P{sid}:reused`: the session hash after reuse revoked it (tombstone);
 //!   keeps the session's TTL.
-//! - `Puser:{uid}:sessions`: set of the user's session ids; expires with the
-//!   last of them (stale members are pruned when listed).
+//! - `Puser:{uid}:index`: sorted set of the user's session ids, scored by
+//!   their end (unix s); expires with the last of them; ended members are
+//!   pruned at the next login and when listed.
 //! - `Plogin:acct:<uid>`, `Plogin:unknown:<sha256>`, `Plogin:ip:<addr>`:
 //!   login-failure counters; expire at the end of their fixed window. Each
 //!   command touches one key, so they work on any Cluster slot.
@@ -19,38 +20,46 @@ use deadpool_redis::{Config, Pool, Runtime, Timeouts, redis};
 use uuid::Uuid;
 
 use super::{
-    Failures, LimitKey, Rotation, SessionRecord, StoreError, StoreResult, TokenStore, now_secs,
+    Failures, LimitKey, RotateRequest, Rotation, SessionRecord, StoreError, StoreResult,
+    TokenStore, now_secs,
 };
 
 /// Bounds every store call, so an unreachable Redis fails closed quickly.
 const OP_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// `auth::rotation::decide`, line by line, on the store's clock (`TIME`:
+/// every replica measures the grace window against the same clock; scripts
+/// are replicated by effect, so `TIME` before a write is allowed).
 const ROTATE: &str = r#"
 local k = KEYS[1]
 local presented, new_jti, new_iat = ARGV[1], ARGV[2], ARGV[3]
+local grace_ms = tonumber(ARGV[4])
+local t = redis.call('TIME')
+local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local cur = redis.call('HGET', k, 'cur')
 if not cur then
-  -- A session revoked for reuse keeps a tombstone: its spent tokens stay
-  -- "reused", its last current token is merely "revoked".
+  -- Held::Tombstone / Held::Nothing
   local dead = redis.call('HGET', KEYS[2], 'cur')
   if dead and dead ~= presented then return {'reused'} end
   return {'gone'}
 end
-local now_ms, grace_ms = tonumber(ARGV[4]), tonumber(ARGV[5])
 if cur == presented then
+  -- Decision::Rotate
   redis.call('HSET', k, 'cur', new_jti, 'cur_iat', new_iat, 'parent', presented,
-    'rotated_ms', ARGV[4], 'last_used', tostring(math.floor(now_ms / 1000)))
+    'rotated_ms', tostring(now_ms), 'last_used', new_iat)
   local out = redis.call('HGETALL', k)
   table.insert(out, 1, 'rotated')
   return out
 end
 local parent = redis.call('HGET', k, 'parent')
-local rotated = tonumber(redis.call('HGET', k, 'rotated_ms') or '0')
-if grace_ms > 0 and parent == presented and (now_ms - rotated) <= grace_ms then
+local rotated = tonumber(redis.call('HGET', k, 'rotated_ms') or '')
+if grace_ms > 0 and parent == presented and rotated and (now_ms - rotated) <= grace_ms then
+  -- Decision::Grace
   local out = redis.call('HGETALL', k)
   table.insert(out, 1, 'grace')
   return out
 end
+-- Decision::RevokeForReuse: the tombstone keeps the session's TTL.
 redis.call('RENAME', k, KEYS[2])
 return {'reused'}
 "#;
@@ -62,13 +71,25 @@ redis.call('EXPIRE', KEYS[1], ARGV[1])
 return 1
 "#;
 
-/// Adds a session to the user's index, extending the index's TTL to the
-/// longest session (never shortening it).
+/// Adds a session to the user's index (score: the session's end), extends
+/// the index's TTL to the longest session (never shortening it), drops
+/// members whose session has ended, and returns the ids beyond the cap of
+/// `ARGV[4]` live sessions, oldest first. It does not remove those: the
+/// caller deletes their sessions first and then their index entries, so a
+/// failure in between leaves an index that still names every live session
+/// (logout-all must find them all).
 const INDEX: &str = r#"
-redis.call('SADD', KEYS[1], ARGV[1])
-local ttl = tonumber(ARGV[2])
-if redis.call('TTL', KEYS[1]) < ttl then redis.call('EXPIRE', KEYS[1], ttl) end
-return 1
+local k = KEYS[1]
+redis.call('ZADD', k, ARGV[2], ARGV[1])
+local ttl = tonumber(ARGV[2]) - tonumber(ARGV[3])
+if redis.call('TTL', k) < ttl then redis.call('EXPIRE', k, ttl) end
+redis.call('ZREMRANGEBYSCORE', k, '-inf', ARGV[3])
+local max = tonumber(ARGV[4])
+local n = redis.call('ZCARD', k)
+if max > 0 and n > max then
+  return redis.call('ZRANGE', k, 0, n - max - 1)
+end
+return {}
 "#;
 
 /// One failure: INCR, and the first one of a window sets the expiry (a key
@@ -143,6 +164,33 @@ impl RedisStore {
         })
     }
 
+    /// Warns (and counts `store_eviction_policy`) when Redis may evict keys:
+    /// an evicted revocation or login counter silently un-revokes a token or
+    /// resets a limit. Managed Redis often refuses `CONFIG`; then nothing can
+    /// be told and nothing is said beyond a debug line.
+    pub async fn warn_if_evicting(&self) {
+        let reply: StoreResult<Vec<String>> = self
+            .run(|mut c| async move {
+                redis::cmd("CONFIG")
+                    .arg("GET")
+                    .arg("maxmemory-policy")
+                    .query_async(&mut c)
+                    .await
+            })
+            .await;
+        match reply.as_deref() {
+            Ok([_, policy]) if policy != "noeviction" => {
+                crate::metrics::event(crate::metrics::Event::StoreEvictionPolicy);
+                tracing::warn!(
+                    policy = %policy,
+                    "Redis maxmemory-policy is not noeviction: under memory pressure Redis may drop revocations and login counters; set maxmemory-policy noeviction"
+                );
+            }
+            Ok(_) => {}
+            Err(e) => tracing::debug!(error = %e, "cannot read Redis maxmemory-policy"),
+        }
+    }
+
     fn session_key(&self, sid: Uuid) -> String {
         format!("{}{{{sid}}}:session", self.prefix)
     }
@@ -156,7 +204,7 @@ impl RedisStore {
     }
 
     fn user_key(&self, user_id: Uuid) -> String {
-        format!("{}user:{{{user_id}}}:sessions", self.prefix)
+        format!("{}user:{{{user_id}}}:index", self.prefix)
     }
 
     /// Deletes the session if it is the user's, and drops it from the
@@ -168,7 +216,7 @@ impl RedisStore {
             &self.session_key(sid),
             &[user_id.to_string()],
         );
-        pipe.srem(self.user_key(user_id), sid.to_string());
+        pipe.zrem(self.user_key(user_id), sid.to_string());
     }
 
     fn limit_key(&self, key: &LimitKey) -> String {
@@ -254,7 +302,7 @@ impl TokenStore for RedisStore {
         Ok(alive && !gone)
     }
 
-    async fn start_session(&self, s: &SessionRecord) -> StoreResult<()> {
+    async fn start_session(&self, s: &SessionRecord, max_sessions: usize) -> StoreResult<()> {
         let ttl = s.expires_at - now_secs();
         if ttl <= 0 {
             return Ok(());
@@ -281,36 +329,48 @@ impl TokenStore for RedisStore {
         }
         let mut pipe = redis::pipe();
         eval(&mut pipe, START, &key, &start).ignore();
-        eval(&mut pipe, INDEX, &user_key, &[sid, ttl.to_string()]).ignore();
+        let index_args = [
+            sid,
+            s.expires_at.to_string(),
+            now_secs().to_string(),
+            max_sessions.to_string(),
+        ];
+        eval(&mut pipe, INDEX, &user_key, &index_args);
+        let (over,): (Vec<String>,) = self
+            .run(|mut c| async move { pipe.query_async(&mut c).await })
+            .await?;
+        if over.is_empty() {
+            return Ok(());
+        }
+        // Beyond the cap: end the oldest sessions, then unlist them.
+        let mut pipe = redis::pipe();
+        for sid in &over {
+            if let Ok(sid) = sid.parse::<Uuid>() {
+                pipe.del(self.session_key(sid)).ignore();
+            }
+        }
+        pipe.zrem(&user_key, &over).ignore();
         self.run(|mut c| async move { pipe.query_async::<()>(&mut c).await })
             .await
     }
 
-    async fn rotate(
-        &self,
-        sid: Uuid,
-        presented: Uuid,
-        new_jti: Uuid,
-        new_iat: i64,
-        now_ms: i64,
-        grace_ms: i64,
-    ) -> StoreResult<Rotation> {
-        let key = self.session_key(sid);
-        let tombstone = self.tombstone_key(sid);
+    async fn rotate(&self, req: &RotateRequest) -> StoreResult<Rotation> {
+        let key = self.session_key(req.sid);
+        let tombstone = self.tombstone_key(req.sid);
         let out: Vec<String> = self
             .run(|mut c| async move {
                 self.rotate
                     .key(&key)
                     .key(&tombstone)
-                    .arg(presented.to_string())
-                    .arg(new_jti.to_string())
-                    .arg(new_iat)
-                    .arg(now_ms)
-                    .arg(grace_ms)
+                    .arg(req.presented.to_string())
+                    .arg(req.new_jti.to_string())
+                    .arg(req.new_iat)
+                    .arg(req.grace_ms)
                     .invoke_async(&mut c)
                     .await
             })
             .await?;
+        let sid = req.sid;
         let (status, rest) = out
             .split_first()
             .ok_or_else(|| StoreError::Corrupt("empty rotate reply".into()))?;
@@ -388,8 +448,10 @@ impl TokenStore for RedisStore {
             .run(|mut c| {
                 let user_key = user_key.clone();
                 async move {
-                    redis::cmd("SMEMBERS")
+                    redis::cmd("ZRANGE")
                         .arg(&user_key)
+                        .arg(0)
+                        .arg(-1)
                         .query_async(&mut c)
                         .await
                 }
@@ -401,7 +463,7 @@ impl TokenStore for RedisStore {
                 pipe.del(self.session_key(sid)).ignore();
             }
         }
-        pipe.srem(&user_key, &sids).ignore();
+        pipe.zrem(&user_key, &sids).ignore();
         if sids.is_empty() {
             return Ok(());
         }
@@ -415,8 +477,10 @@ impl TokenStore for RedisStore {
             .run(|mut c| {
                 let user_key = user_key.clone();
                 async move {
-                    redis::cmd("SMEMBERS")
+                    redis::cmd("ZRANGE")
                         .arg(&user_key)
+                        .arg(0)
+                        .arg(-1)
                         .query_async(&mut c)
                         .await
                 }
@@ -444,7 +508,7 @@ impl TokenStore for RedisStore {
         }
         if !stale.is_empty() {
             self.run(|mut c| async move {
-                redis::cmd("SREM")
+                redis::cmd("ZREM")
                     .arg(&user_key)
                     .arg(&stale)
                     .query_async::<()>(&mut c)

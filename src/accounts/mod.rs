@@ -1,11 +1,19 @@
 //! The rules of accounts: registration, credential checks and profile
-//! changes, on SeaORM. No HTTP in here.
+//! changes, on SeaORM. No HTTP in here. The changes that end a user's
+//! sessions are in `changes`; login and refresh, which join an account to
+//! the token engine, in `signin`.
+
+mod changes;
+mod signin;
+
+pub use changes::{AdminChange, admin_update, change_password, delete, logout_all};
+pub use signin::{login, refresh};
 
 use chrono::Utc;
 use entity::user;
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait,
-    QueryFilter, SqlErr,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection,
+    EntityTrait, QueryFilter,
 };
 use secrecy::SecretString;
 use uuid::Uuid;
@@ -20,37 +28,6 @@ use crate::{
     validation,
 };
 
-pub fn db_error(e: DbErr) -> ApiError {
-    match e.sql_err() {
-        Some(SqlErr::UniqueConstraintViolation(_)) => {
-            ApiError::Conflict("That value is already taken.".into())
-        }
-        Some(SqlErr::ForeignKeyConstraintViolation(_)) => {
-            ApiError::Conflict("The record is still referenced by others.".into())
-        }
-        _ if is_sqlite_restrict(&e) => {
-            ApiError::Conflict("The record is still referenced by others.".into())
-        }
-        _ => match e {
-            DbErr::Conn(_) | DbErr::ConnectionAcquire(_) => ApiError::unavailable(e),
-            other => ApiError::internal(other),
-        },
-    }
-}
-
-/// SQLite reports an `ON DELETE RESTRICT` refusal as SQLITE_CONSTRAINT_TRIGGER
-/// (1811), which SeaORM does not classify as a foreign-key violation.
-fn is_sqlite_restrict(e: &DbErr) -> bool {
-    use sea_orm::{RuntimeErr, sqlx};
-    match e {
-        DbErr::Exec(RuntimeErr::SqlxError(inner)) | DbErr::Query(RuntimeErr::SqlxError(inner)) => {
-            matches!(&**inner, sqlx::Error::Database(d)
-                if d.code().as_deref() == Some("1811") && d.message().contains("FOREIGN KEY"))
-        }
-        _ => false,
-    }
-}
-
 pub fn role_of(u: &user::Model) -> Role {
     Role::parse(&u.role).unwrap_or(Role::User)
 }
@@ -61,8 +38,21 @@ pub struct NewAccount {
     pub password: SecretString,
 }
 
-pub async fn find(db: &DatabaseConnection, id: Uuid) -> Result<Option<user::Model>, ApiError> {
-    user::Entity::find_by_id(id).one(db).await.map_err(db_error)
+pub async fn find(db: &impl ConnectionTrait, id: Uuid) -> Result<Option<user::Model>, ApiError> {
+    user::Entity::find_by_id(id)
+        .one(db)
+        .await
+        .map_err(ApiError::from)
+}
+
+/// A new security stamp, different from `old`.
+fn new_stamp(old: i64) -> i64 {
+    loop {
+        let s: i64 = rand::random();
+        if s != old {
+            return s;
+        }
+    }
 }
 
 async fn ensure_free(
@@ -85,11 +75,7 @@ async fn ensure_free(
         return Ok(());
     }
     // One query for both values; the unique indexes still decide races.
-    let taken = user::Entity::find()
-        .filter(any)
-        .all(db)
-        .await
-        .map_err(db_error)?;
+    let taken = user::Entity::find().filter(any).all(db).await?;
     let others = || taken.iter().filter(|u| Some(u.id) != except);
     if others().any(|u| Some(&u.username_key) == username.as_ref()) {
         return Err(ApiError::Conflict("That username is already taken.".into()));
@@ -130,10 +116,11 @@ pub async fn register(
         password_hash: Set(hash),
         role: Set(role.as_str().to_owned()),
         blocked: Set(false),
+        security_stamp: Set(new_stamp(0)),
         created_at: Set(now),
         updated_at: Set(now),
     };
-    model.insert(db).await.map_err(db_error)
+    model.insert(db).await.map_err(ApiError::from)
 }
 
 pub enum Identifier {
@@ -142,6 +129,15 @@ pub enum Identifier {
 }
 
 impl Identifier {
+    /// `email` or `username`: unknown identifiers of different kinds never
+    /// share a login counter.
+    fn kind(&self) -> &'static str {
+        match self {
+            Identifier::Email(_) => "email",
+            Identifier::Username(_) => "username",
+        }
+    }
+
     fn as_str(&self) -> &str {
         match self {
             Identifier::Email(s) | Identifier::Username(s) => s,
@@ -169,8 +165,14 @@ pub async fn authenticate(
             user::Entity::find().filter(user::Column::UsernameKey.eq(u.to_lowercase()))
         }
     };
-    let found = query.one(db).await.map_err(db_error)?;
-    let key = limits::account_key(found.as_ref().map(|u| u.id), ident.as_str());
+    // No account holds a NUL (validation refuses it), and PostgreSQL text
+    // cannot even compare one: such an identifier names nobody.
+    let found = if ident.as_str().contains('\0') {
+        None
+    } else {
+        query.one(db).await?
+    };
+    let key = limits::account_key(found.as_ref().map(|u| u.id), ident.kind(), ident.as_str());
     let attempt = limiter.begin(key, client_ip).await?;
     let hash = found.as_ref().map(|u| u.password_hash.clone());
     let ok = match passwords.verify(password, hash).await {
@@ -237,74 +239,7 @@ pub async fn update_profile(
         model.email = Set(e);
     }
     model.updated_at = Set(Utc::now());
-    model.update(db).await.map_err(db_error)
-}
-
-/// Changes the password after checking the current one. The caller revokes
-/// the user's tokens afterwards.
-pub async fn change_password(
-    db: &DatabaseConnection,
-    passwords: &Passwords,
-    current: user::Model,
-    current_password: SecretString,
-    new_password: SecretString,
-) -> Result<user::Model, ApiError> {
-    use secrecy::ExposeSecret;
-    let mut problems = validation::Problems::default();
-    problems.check(
-        "new_password",
-        validation::password(new_password.expose_secret()),
-    );
-    problems.into_result()?;
-    if !passwords
-        .verify(current_password, Some(current.password_hash.clone()))
-        .await?
-    {
-        return Err(ApiError::InvalidCredentials);
-    }
-    let hash = passwords.hash(new_password).await?;
-    let mut model: user::ActiveModel = current.into();
-    model.password_hash = Set(hash);
-    model.updated_at = Set(Utc::now());
-    model.update(db).await.map_err(db_error)
-}
-
-/// Hard delete: the email and username become free; owned rows go with the
-/// user (foreign keys with cascade). Returns whether the user existed.
-pub async fn delete(db: &DatabaseConnection, id: Uuid) -> Result<bool, ApiError> {
-    let res = user::Entity::delete_by_id(id)
-        .exec(db)
-        .await
-        .map_err(db_error)?;
-    Ok(res.rows_affected > 0)
-}
-
-pub struct AdminChange {
-    pub role: Option<Role>,
-    pub blocked: Option<bool>,
-}
-
-/// Applies an admin's change; returns the user and whether anything changed
-/// (a change must revoke the user's tokens).
-pub async fn admin_update(
-    db: &DatabaseConnection,
-    current: user::Model,
-    change: AdminChange,
-) -> Result<(user::Model, bool), ApiError> {
-    let role_changes = change.role.is_some_and(|r| r != role_of(&current));
-    let block_changes = change.blocked.is_some_and(|b| b != current.blocked);
-    if !role_changes && !block_changes {
-        return Ok((current, false));
-    }
-    let mut model: user::ActiveModel = current.into();
-    if let Some(r) = change.role.filter(|_| role_changes) {
-        model.role = Set(r.as_str().to_owned());
-    }
-    if let Some(b) = change.blocked.filter(|_| block_changes) {
-        model.blocked = Set(b);
-    }
-    model.updated_at = Set(Utc::now());
-    Ok((model.update(db).await.map_err(db_error)?, true))
+    model.update(db).await.map_err(ApiError::from)
 }
 
 /// One page of users, oldest first, and the total count.
@@ -339,7 +274,7 @@ pub async fn bootstrap_admin(
             .filter(user::Column::EmailKey.eq(email.to_lowercase()))
             .one(db)
             .await
-            .map_err(db_error)
+            .map_err(ApiError::from)
     };
     if let Some(u) = find().await? {
         return Ok(Bootstrap::AlreadyThere(u));

@@ -1,0 +1,181 @@
+//! Account changes that end all of the user's sessions: password change,
+//! role change, block, delete, logout-all. Every entry point (handlers, the
+//! CLI) goes through `apply`, whose order makes API.md's two rules hold:
+//!
+//! - The change wins against logins in flight: it replaces the user's
+//!   security stamp, and a login compares the stamp it read with the account
+//!   against the row once its session is stored (`signin::login`). A login
+//!   whose session was stored before the sessions end is ended with them; one
+//!   stored after sees the new stamp and ends itself. Refreshes create no
+//!   session, so ending the sessions is enough for them.
+//! - Failure spends nothing: the sessions end *inside* the database
+//!   transaction, before the commit, so a token store that fails answers 503
+//!   with nothing committed; they end once more after the commit, for a login
+//!   that stored its session in between. (Should that second step fail, the
+//!   503 still leaves no session of the old state except one such login that
+//!   also read the stamp before the commit: the narrowest window the two
+//!   stores without a shared transaction allow.)
+
+use chrono::Utc;
+use entity::user;
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, TransactionTrait,
+    sea_query::Expr,
+};
+use secrecy::SecretString;
+use uuid::Uuid;
+
+use super::{new_stamp, role_of};
+use crate::{
+    auth::{claims::Role, limits::Limiter, store::LimitKey},
+    error::ApiError,
+    metrics::{Event, event},
+    state::AppState,
+    validation,
+};
+
+/// What `apply` does to the user's row.
+enum Change {
+    /// Save these fields (a new stamp is added).
+    Update(Box<user::ActiveModel>),
+    /// Only a new stamp (logout-all).
+    Stamp,
+    Delete,
+}
+
+/// Applies `change` to the user's row and ends all their sessions, in the
+/// order described at the top of this file. `Ok(None)`: no such user.
+async fn apply(
+    state: &AppState,
+    user_id: Uuid,
+    change: Change,
+) -> Result<Option<user::Model>, ApiError> {
+    let txn = state.db.begin().await?;
+    let Some(current) = user::Entity::find_by_id(user_id).one(&txn).await? else {
+        return Ok(None);
+    };
+    let stamp = new_stamp(current.security_stamp);
+    let after = match change {
+        Change::Update(model) => {
+            let mut model = *model;
+            model.security_stamp = Set(stamp);
+            model.updated_at = Set(Utc::now());
+            model.update(&txn).await?
+        }
+        Change::Stamp => {
+            user::Entity::update_many()
+                .col_expr(user::Column::SecurityStamp, Expr::value(stamp))
+                .filter(user::Column::Id.eq(user_id))
+                .exec(&txn)
+                .await?;
+            user::Model {
+                security_stamp: stamp,
+                ..current
+            }
+        }
+        Change::Delete => {
+            user::Entity::delete_by_id(user_id).exec(&txn).await?;
+            current
+        }
+    };
+    // Before the commit: a store failure rolls the change back (the
+    // transaction is dropped uncommitted).
+    state.tokens.end_user_sessions(user_id).await?;
+    txn.commit().await?;
+    // After: a login that stored its session while we committed.
+    state.tokens.end_user_sessions(user_id).await?;
+    Ok(Some(after))
+}
+
+/// Changes the password after checking the current one, under the login
+/// limits of the account (a wrong `current_password` is a failed login), and
+/// ends every session.
+pub async fn change_password(
+    state: &AppState,
+    current: user::Model,
+    current_password: SecretString,
+    new_password: SecretString,
+    client_ip: Option<&str>,
+) -> Result<(), ApiError> {
+    use secrecy::ExposeSecret;
+    let mut problems = validation::Problems::default();
+    problems.check(
+        "new_password",
+        validation::password(new_password.expose_secret()),
+    );
+    problems.into_result()?;
+    let limiter = Limiter::new(&*state.tokens.store, state.settings.login_limits);
+    let attempt = limiter
+        .begin(LimitKey::Account(current.id), client_ip)
+        .await?;
+    let ok = match state
+        .passwords
+        .verify(current_password, Some(current.password_hash.clone()))
+        .await
+    {
+        Ok(ok) => ok,
+        Err(e) => {
+            attempt.not_counted().await;
+            return Err(e);
+        }
+    };
+    if !ok {
+        attempt.failed();
+        event(Event::LoginFailed);
+        return Err(ApiError::InvalidCredentials);
+    }
+    attempt.succeeded().await?;
+    let hash = state.passwords.hash(new_password).await?;
+    let id = current.id;
+    let mut model: user::ActiveModel = current.into();
+    model.password_hash = Set(hash);
+    apply(state, id, Change::Update(Box::new(model)))
+        .await?
+        .map(|_| ())
+        .ok_or(ApiError::TokenRevoked)
+}
+
+pub struct AdminChange {
+    pub role: Option<Role>,
+    pub blocked: Option<bool>,
+}
+
+/// Applies an admin's change; a real change (a new role, a block or an
+/// unblock) ends all of the user's sessions. `None`: no such user.
+pub async fn admin_update(
+    state: &AppState,
+    current: user::Model,
+    change: AdminChange,
+) -> Result<Option<user::Model>, ApiError> {
+    let role_changes = change.role.is_some_and(|r| r != role_of(&current));
+    let block_changes = change.blocked.is_some_and(|b| b != current.blocked);
+    if !role_changes && !block_changes {
+        return Ok(Some(current));
+    }
+    let id = current.id;
+    let mut model: user::ActiveModel = current.into();
+    if let Some(r) = change.role.filter(|_| role_changes) {
+        model.role = Set(r.as_str().to_owned());
+    }
+    if let Some(b) = change.blocked.filter(|_| block_changes) {
+        model.blocked = Set(b);
+    }
+    apply(state, id, Change::Update(Box::new(model))).await
+}
+
+/// Hard delete: the email and username become free, owned rows go with the
+/// user (foreign keys with cascade), every session ends. Returns whether the
+/// user existed.
+pub async fn delete(state: &AppState, id: Uuid) -> Result<bool, ApiError> {
+    Ok(apply(state, id, Change::Delete).await?.is_some())
+}
+
+/// Ends every session of the user, winning against logins in flight.
+pub async fn logout_all(state: &AppState, id: Uuid) -> Result<(), ApiError> {
+    if apply(state, id, Change::Stamp).await?.is_none() {
+        // Deleted meanwhile: the deletion ended the sessions already.
+        state.tokens.end_user_sessions(id).await?;
+    }
+    event(Event::Logout);
+    Ok(())
+}

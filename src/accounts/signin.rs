@@ -1,0 +1,74 @@
+//! Login and refresh: where an account meets the token engine.
+
+use secrecy::SecretString;
+
+use super::{Identifier, authenticate, find, role_of};
+use crate::{
+    auth::{claims::Claims, limits::Limiter, tokens::ClientMeta, tokens::IssuedTokens},
+    error::ApiError,
+    metrics::{Event, event},
+    state::AppState,
+};
+
+/// Checks the credentials and starts a session. A change that ends the
+/// user's sessions (`changes`) while the password was being checked wins:
+/// once the session is stored, the row is read again, and a replaced
+/// security stamp ends the new session (see `changes` for why this order
+/// closes the race).
+pub async fn login(
+    state: &AppState,
+    ident: &Identifier,
+    password: SecretString,
+    meta: ClientMeta,
+) -> Result<IssuedTokens, ApiError> {
+    let limiter = Limiter::new(&*state.tokens.store, state.settings.login_limits);
+    let user = authenticate(
+        &state.db,
+        &state.passwords,
+        &limiter,
+        ident,
+        password,
+        meta.ip.as_deref(),
+    )
+    .await?;
+    let issued = state
+        .tokens
+        .start_session(user.id, role_of(&user), meta)
+        .await?;
+    let lost = match find(&state.db, user.id).await {
+        Ok(Some(now)) if now.security_stamp == user.security_stamp => {
+            event(Event::LoginSucceeded);
+            return Ok(issued);
+        }
+        Ok(Some(now)) if now.blocked => ApiError::UserBlocked,
+        Ok(Some(now)) if now.password_hash != user.password_hash => ApiError::InvalidCredentials,
+        Ok(None) => ApiError::InvalidCredentials,
+        // Logged out everywhere or given another role meanwhile.
+        Ok(Some(_)) => ApiError::TokenRevoked,
+        // Cannot tell: fail closed, leave no session behind.
+        Err(e) => e,
+    };
+    event(Event::LoginLostToAccountChange);
+    if let Err(e) = state.tokens.end_session(user.id, issued.sid).await {
+        tracing::warn!(error = %e, "could not end the session of a lost login");
+        return Err(e.into());
+    }
+    Err(lost)
+}
+
+/// Rotates a verified refresh token. The user is read first, so a database
+/// outage answers 503 before anything is spent; a blocked or deleted user's
+/// session is over (`TokenRevoked`).
+pub async fn refresh(state: &AppState, presented: &Claims) -> Result<IssuedTokens, ApiError> {
+    let user = match find(&state.db, presented.sub).await? {
+        Some(u) if !u.blocked => u,
+        _ => {
+            state
+                .tokens
+                .end_session(presented.sub, presented.sid)
+                .await?;
+            return Err(ApiError::TokenRevoked);
+        }
+    };
+    state.tokens.rotate(presented, role_of(&user)).await
+}

@@ -1,0 +1,236 @@
+//! The token engine: issues token pairs for sessions (refresh-token
+//! families), rotates refresh tokens (the decision is `auth::rotation`),
+//! checks access tokens against the store and revokes. It knows nothing of
+//! accounts: callers pass the user and role they already read.
+
+use std::{fmt, sync::Arc};
+
+use uuid::Uuid;
+
+use super::{
+    claims::{Claims, Role, TokenType},
+    keys::KeyRing,
+    store::{RotateRequest, Rotation, SessionRecord, StoreResult, TokenStore, now_secs},
+};
+use crate::{
+    error::ApiError,
+    metrics::{Event, event},
+};
+
+/// What login and refresh hand out.
+#[derive(Clone)]
+pub struct IssuedTokens {
+    pub access_token: String,
+    pub refresh_token: String,
+    pub expires_in: i64,
+    pub refresh_expires_in: i64,
+    pub user_id: Uuid,
+    pub sid: Uuid,
+}
+
+/// Never prints the tokens: they are bearer secrets.
+impl fmt::Debug for IssuedTokens {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IssuedTokens")
+            .field("access_token", &"[redacted]")
+            .field("refresh_token", &"[redacted]")
+            .field("expires_in", &self.expires_in)
+            .field("refresh_expires_in", &self.refresh_expires_in)
+            .field("user_id", &self.user_id)
+            .field("sid", &self.sid)
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ClientMeta {
+    pub user_agent: Option<String>,
+    pub ip: Option<String>,
+}
+
+/// The engine's numbers, in the units it uses.
+#[derive(Debug, Clone)]
+pub struct TokenSettings {
+    pub issuer: String,
+    pub audience: String,
+    pub access_ttl: i64,
+    /// Absolute session lifetime.
+    pub refresh_ttl: i64,
+    pub reuse_grace_ms: i64,
+    /// `TESSERA_MAX_SESSIONS_PER_USER`.
+    pub max_sessions: usize,
+}
+
+pub struct TokenEngine {
+    pub keys: KeyRing,
+    pub store: Arc<dyn TokenStore>,
+    pub settings: TokenSettings,
+}
+
+impl TokenEngine {
+    fn access_claims(&self, session: &SessionRecord, role: Role, fresh: bool, now: i64) -> Claims {
+        let s = &self.settings;
+        Claims {
+            iss: s.issuer.clone(),
+            aud: s.audience.clone(),
+            sub: session.user_id,
+            iat: now,
+            nbf: now,
+            // An access token never outlives its session.
+            exp: (now + s.access_ttl).min(session.expires_at),
+            jti: Uuid::now_v7(),
+            typ: TokenType::Access,
+            sid: session.sid,
+            role: Some(role),
+            fresh: Some(fresh),
+        }
+    }
+
+    /// The refresh token of a session's current state: the same inputs always
+    /// give the same bytes, which the grace rule relies on.
+    fn refresh_claims(&self, session: &SessionRecord) -> Claims {
+        Claims {
+            iss: self.settings.issuer.clone(),
+            aud: self.settings.audience.clone(),
+            sub: session.user_id,
+            iat: session.current_iat,
+            nbf: session.current_iat,
+            exp: session.expires_at,
+            jti: session.current_jti,
+            typ: TokenType::Refresh,
+            sid: session.sid,
+            role: None,
+            fresh: None,
+        }
+    }
+
+    fn issue(
+        &self,
+        session: &SessionRecord,
+        role: Role,
+        fresh: bool,
+    ) -> Result<IssuedTokens, ApiError> {
+        let now = now_secs();
+        let access = self.access_claims(session, role, fresh, now);
+        Ok(IssuedTokens {
+            access_token: self.keys.sign(&access)?,
+            refresh_token: self.keys.sign(&self.refresh_claims(session))?,
+            expires_in: access.exp - now,
+            refresh_expires_in: session.expires_at - now,
+            user_id: session.user_id,
+            sid: session.sid,
+        })
+    }
+
+    /// Starts a new session for a user who just proved their password (the
+    /// access token is fresh). Beyond `max_sessions` the user's oldest
+    /// sessions end.
+    pub async fn start_session(
+        &self,
+        user_id: Uuid,
+        role: Role,
+        meta: ClientMeta,
+    ) -> Result<IssuedTokens, ApiError> {
+        let now = now_secs();
+        let session = SessionRecord {
+            sid: Uuid::now_v7(),
+            user_id,
+            current_jti: Uuid::now_v7(),
+            current_iat: now,
+            parent_jti: None,
+            rotated_ms: None,
+            created_at: now,
+            last_used_at: now,
+            expires_at: now + self.settings.refresh_ttl,
+            user_agent: meta.user_agent,
+            ip: meta.ip,
+        };
+        self.store
+            .start_session(&session, self.settings.max_sessions)
+            .await?;
+        self.issue(&session, role, true)
+    }
+
+    /// Rotates a verified refresh token (API.md "Tokens"); `role` is the
+    /// user's current role, read before the rotation so that a failure to
+    /// read it spends nothing.
+    pub async fn rotate(&self, presented: &Claims, role: Role) -> Result<IssuedTokens, ApiError> {
+        let req = RotateRequest {
+            sid: presented.sid,
+            presented: presented.jti,
+            new_jti: Uuid::now_v7(),
+            new_iat: now_secs(),
+            grace_ms: self.settings.reuse_grace_ms,
+        };
+        let session = match self.store.rotate(&req).await? {
+            Rotation::Rotated(s) => {
+                event(Event::RefreshRotated);
+                s
+            }
+            Rotation::WithinGrace(s) => {
+                event(Event::RefreshWithinGrace);
+                s
+            }
+            Rotation::Reused => {
+                event(Event::RefreshReused);
+                tracing::warn!(sid = %presented.sid, user = %presented.sub, "refresh token reuse: session revoked");
+                return Err(ApiError::TokenReused);
+            }
+            Rotation::Gone => {
+                event(Event::RefreshRevoked);
+                return Err(ApiError::TokenRevoked);
+            }
+        };
+        if session.user_id != presented.sub {
+            return Err(ApiError::TokenInvalid);
+        }
+        self.issue(&session, role, false)
+    }
+
+    /// Verifies an access token and checks it against the store (one round trip).
+    pub async fn authorize_access(&self, token: &str) -> Result<Claims, ApiError> {
+        let claims = self.keys.verify(token, TokenType::Access)?;
+        if self.store.check(claims.sid, claims.jti).await? {
+            Ok(claims)
+        } else {
+            Err(ApiError::TokenRevoked)
+        }
+    }
+
+    /// Verifies a refresh token's signature and claims; the store decides at
+    /// rotation. Within the leeway after `exp` the token is still expired:
+    /// its session ended at `exp`, and "revoked" would be the wrong answer.
+    pub fn verify_refresh(&self, token: &str) -> Result<Claims, ApiError> {
+        let claims = self.keys.verify(token, TokenType::Refresh)?;
+        if claims.exp <= now_secs() {
+            return Err(ApiError::TokenExpired);
+        }
+        Ok(claims)
+    }
+
+    /// Revokes this access token and ends its session.
+    pub async fn logout(&self, claims: &Claims) -> Result<(), ApiError> {
+        let ttl = claims.exp - now_secs();
+        self.store
+            .logout(claims.sub, claims.sid, claims.jti, ttl)
+            .await?;
+        event(Event::Logout);
+        Ok(())
+    }
+
+    /// Ends every session of the user, so all their tokens are refused.
+    pub async fn end_user_sessions(&self, user_id: Uuid) -> StoreResult<()> {
+        self.store.end_user_sessions(user_id).await
+    }
+
+    /// Ends one session of the user; `false` when there is none or it is
+    /// someone else's.
+    pub async fn end_session(&self, user_id: Uuid, sid: Uuid) -> StoreResult<bool> {
+        self.store.end_session(user_id, sid).await
+    }
+
+    /// The user's live sessions, oldest first.
+    pub async fn sessions(&self, user_id: Uuid) -> StoreResult<Vec<SessionRecord>> {
+        self.store.sessions(user_id).await
+    }
+}
