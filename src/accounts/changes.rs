@@ -124,15 +124,26 @@ pub async fn change_password(
         event(Event::LoginFailed);
         return Err(ApiError::InvalidCredentials);
     }
-    attempt.succeeded().await?;
-    let hash = state.passwords.hash(new_password).await?;
-    let id = current.id;
-    let mut model: user::ActiveModel = current.into();
-    model.password_hash = Set(hash);
-    apply(state, id, Change::Update(Box::new(model)))
-        .await?
-        .map(|_| ())
-        .ok_or(ApiError::TokenRevoked)
+    // The right password: whatever happens next, it was no guess.
+    let changed = async {
+        let hash = state.passwords.hash(new_password).await?;
+        let id = current.id;
+        let mut model: user::ActiveModel = current.into();
+        model.password_hash = Set(hash);
+        apply(state, id, Change::Update(Box::new(model))).await
+    }
+    .await;
+    match changed {
+        Ok(Some(_)) => attempt.succeeded().await,
+        Ok(None) => {
+            attempt.not_counted().await;
+            Err(ApiError::TokenRevoked)
+        }
+        Err(e) => {
+            attempt.not_counted().await;
+            Err(e)
+        }
+    }
 }
 
 pub struct AdminChange {

@@ -1,5 +1,11 @@
 //! argon2id hashing on a bounded blocking pool, so a storm of logins cannot
 //! starve token checks on the async workers.
+//!
+//! The bound holds even when requests are cancelled (client gone, request
+//! timeout): the permit moves into the blocking closure and is released when
+//! the hash ends, not when the request's future is dropped. And the queue in
+//! front of it is bounded too: beyond `QUEUE_PER_CORE` waiters per core a
+//! request is 503 at once instead of holding memory and a connection.
 
 use std::sync::Arc;
 
@@ -10,12 +16,19 @@ use argon2::{
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::Semaphore;
 
+/// Hash requests that may wait for a permit, per core (at ~50 ms a hash,
+/// 32 waiters are under two seconds of queue).
+const QUEUE_PER_CORE: usize = 32;
+
 use crate::error::ApiError;
 
 #[derive(Clone)]
 pub struct Passwords {
     params: Params,
+    /// One per core: hashes running at once.
     permits: Arc<Semaphore>,
+    /// Hashes running or waiting.
+    queue: Arc<Semaphore>,
     /// Verified against for unknown accounts, so timing does not reveal
     /// which accounts exist.
     dummy_hash: Arc<str>,
@@ -35,6 +48,7 @@ impl Passwords {
         Ok(Self {
             params,
             permits: Arc::new(Semaphore::new(cores)),
+            queue: Arc::new(Semaphore::new(cores * (QUEUE_PER_CORE + 1))),
             dummy_hash: dummy.into(),
         })
     }
@@ -68,10 +82,22 @@ impl Passwords {
         &self,
         f: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, ApiError> {
-        let _permit = self.permits.acquire().await.map_err(ApiError::internal)?;
-        tokio::task::spawn_blocking(f)
+        let Ok(queued) = self.queue.clone().try_acquire_owned() else {
+            return Err(ApiError::unavailable("password hashing queue is full"));
+        };
+        let permit = self
+            .permits
+            .clone()
+            .acquire_owned()
             .await
-            .map_err(ApiError::internal)
+            .map_err(ApiError::internal)?;
+        tokio::task::spawn_blocking(move || {
+            // Held until the hash is done, even if the request is gone.
+            let _held = (permit, queued);
+            f()
+        })
+        .await
+        .map_err(ApiError::internal)
     }
 }
 
@@ -85,6 +111,41 @@ fn hash_with(params: &Params, password: &str) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A cancelled request does not free its permit before its hash ends.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn cancelled_hashes_keep_their_permit() {
+        let p = Passwords::new(16 * 1024, 3, 1).await.unwrap();
+        let cores = p.permits.available_permits();
+        let mut running = Vec::new();
+        for _ in 0..cores {
+            let p = p.clone();
+            running.push(tokio::spawn(async move {
+                p.hash(SecretString::from("correct horse".to_owned())).await
+            }));
+        }
+        // Let them take their permits, then cancel them all.
+        while p.permits.available_permits() > 0 {
+            tokio::task::yield_now().await;
+        }
+        for task in &running {
+            task.abort();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        assert_eq!(
+            p.permits.available_permits(),
+            0,
+            "a cancelled request freed its permit while its hash still runs"
+        );
+        // And they come back once the hashes end.
+        for _ in 0..500 {
+            if p.permits.available_permits() == cores {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        panic!("permits never came back");
+    }
 
     #[tokio::test]
     async fn hash_and_verify() {
