@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use poem::{Server, listener::TcpListener};
 use tessera::{config::Config, state, telemetry};
 
@@ -32,7 +32,21 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let mut cli = Cli::parse();
+    // The settings are flags of every subcommand too (`tessera serve
+    // --bind ...`, API.md), not only of the bare command.
+    let matches = Cli::command()
+        .mut_args(|a| {
+            if a.get_id() == "help" || a.get_id() == "version" {
+                a
+            } else {
+                a.global(true)
+            }
+        })
+        .get_matches();
+    let mut cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     cli.config = cli.config.with_env_secrets();
     match cli.command.unwrap_or(Command::Serve) {
         Command::Openapi => {

@@ -89,14 +89,11 @@ async fn ensure_free(
 }
 
 /// Registers a user with role `user` (never an admin: the body cannot ask).
-/// `limit`: the registration limit of the client's address (API callers),
-/// counted once the body is valid, just before the costly hash.
 pub async fn register(
     db: &DatabaseConnection,
     passwords: &Passwords,
     new: NewAccount,
     role: Role,
-    limit: Option<(&Limiter<'_>, Option<&str>)>,
 ) -> Result<user::Model, ApiError> {
     use secrecy::ExposeSecret;
     let mut problems = validation::Problems::default();
@@ -108,10 +105,7 @@ pub async fn register(
     );
     problems.into_result()?;
     ensure_free(db, Some(&new.username), Some(&new.email), None).await?;
-    if let Some((limiter, client_ip)) = limit {
-        limiter.registration(client_ip).await?;
-    }
-    let hash = passwords.hash(new.password).await?;
+    let hash = passwords.hash_new_account(new.password).await?;
     let now = Utc::now();
     let model = user::ActiveModel {
         id: Set(Uuid::now_v7()),
@@ -290,7 +284,7 @@ pub async fn bootstrap_admin(
         email: email.to_owned(),
         password,
     };
-    match register(db, passwords, new, Role::Admin, None).await {
+    match register(db, passwords, new, Role::Admin).await {
         Ok(u) => Ok(Bootstrap::Created(u)),
         Err(ApiError::Conflict(msg)) => match find().await? {
             Some(u) => Ok(Bootstrap::AlreadyThere(u)),

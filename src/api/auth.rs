@@ -18,7 +18,6 @@ use crate::{
     accounts::{self, Identifier, NewAccount},
     auth::{
         claims::Role,
-        limits::Limiter,
         tokens::{ClientMeta, IssuedTokens},
     },
     error::{ApiError, ApiResult},
@@ -146,12 +145,10 @@ impl AuthApi {
     async fn register(
         &self,
         state: Data<&Arc<AppState>>,
-        req: &Request,
         body: Json<Register>,
     ) -> ApiResult<Registered> {
         let body = body.0;
-        let ip = client_meta(&state, req).ip;
-        let limiter = Limiter::new(&*state.tokens.store, state.settings.login_limits);
+
         let user = accounts::register(
             &state.db,
             &state.passwords,
@@ -161,7 +158,6 @@ impl AuthApi {
                 password: SecretString::from(body.password.0),
             },
             Role::User,
-            Some((&limiter, ip.as_deref())),
         )
         .await?;
         Ok(Registered::Created(Json(user.into())))

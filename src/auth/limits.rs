@@ -131,29 +131,6 @@ impl<'a> Limiter<'a> {
     }
 }
 
-impl Limiter<'_> {
-    /// Counts a registration from `client_ip`: at most
-    /// `max_failures_per_ip` per window and address (each one costs an
-    /// argon2 hash), then 429 until the window ends. Every registration
-    /// counts, successful or not; 0 turns the limit off.
-    pub async fn registration(&self, client_ip: Option<&str>) -> Result<(), ApiError> {
-        let max = self.limits.max_failures_per_ip;
-        let Some(LimitKey::Ip(ip)) = client_ip.filter(|_| max > 0).and_then(ip_key) else {
-            return Ok(());
-        };
-        let key = [LimitKey::RegisterIp(ip)];
-        let now = self
-            .store
-            .record_failures(&key, self.limits.window_secs)
-            .await?;
-        if let Some(retry_after) = retry_after(&[(key[0].clone(), max)], &now) {
-            self.store.forgive_failures(&key).await?;
-            return Err(ApiError::TooManyRequests { retry_after });
-        }
-        Ok(())
-    }
-}
-
 /// Seconds until every exceeded counter's window has ended, if any is.
 fn retry_after(counted: &[(LimitKey, u32)], now: &[Failures]) -> Option<u64> {
     counted

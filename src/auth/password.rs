@@ -6,6 +6,9 @@
 //! the hash ends, not when the request's future is dropped. And the queue in
 //! front of it is bounded too: beyond `QUEUE_PER_CORE` waiters per core a
 //! request is 503 at once instead of holding memory and a connection.
+//! Registrations, which anyone can send without an account, have a bound of
+//! their own: at most half of the hashing slots, so a registration storm
+//! cannot keep logins out.
 
 use std::sync::Arc;
 
@@ -29,6 +32,8 @@ pub struct Passwords {
     permits: Arc<Semaphore>,
     /// Hashes running or waiting.
     queue: Arc<Semaphore>,
+    /// Registrations hashing at once (half the cores, at least one).
+    signups: Arc<Semaphore>,
     /// Verified against for unknown accounts, so timing does not reveal
     /// which accounts exist.
     dummy_hash: Arc<str>,
@@ -49,6 +54,7 @@ impl Passwords {
             params,
             permits: Arc::new(Semaphore::new(cores)),
             queue: Arc::new(Semaphore::new(cores * (QUEUE_PER_CORE + 1))),
+            signups: Arc::new(Semaphore::new((cores / 2).max(1))),
             dummy_hash: dummy.into(),
         })
     }
@@ -58,6 +64,23 @@ impl Passwords {
         self.blocking(move || hash_with(&params, password.expose_secret()))
             .await?
             .map_err(ApiError::internal)
+    }
+
+    /// `hash` for a new account: under the registrations' own bound too.
+    pub async fn hash_new_account(&self, password: SecretString) -> Result<String, ApiError> {
+        let signup = self
+            .signups
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(ApiError::internal)?;
+        let params = self.params.clone();
+        self.blocking(move || {
+            let _signup = signup;
+            hash_with(&params, password.expose_secret())
+        })
+        .await?
+        .map_err(ApiError::internal)
     }
 
     /// Constant-time comparison happens inside argon2's verifier.

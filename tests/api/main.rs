@@ -18,6 +18,7 @@ mod openapi;
 mod outage;
 mod production;
 mod races;
+mod rules;
 mod sessions;
 mod shutdown;
 mod store;

@@ -80,8 +80,6 @@ pub enum LimitKey {
     Unknown([u8; 32]),
     /// A client address (IPv6 grouped by /64, see `auth::limits`).
     Ip(IpAddr),
-    /// Registrations from a client address (grouped the same way).
-    RegisterIp(IpAddr),
 }
 
 impl fmt::Display for LimitKey {
@@ -93,7 +91,6 @@ impl fmt::Display for LimitKey {
                 hash.iter().try_for_each(|b| write!(f, "{b:02x}"))
             }
             LimitKey::Ip(ip) => write!(f, "login:ip:{ip}"),
-            LimitKey::RegisterIp(ip) => write!(f, "register:ip:{ip}"),
         }
     }
 }

@@ -1,0 +1,241 @@
+//! Token-engine and account rules of API.md that an attacker probes: the
+//! session cap, per-kind counters of unknown identifiers, the password
+//! change under the login limits, registration limits, NUL and control
+//! characters, refresh tokens within the leeway, and what debug output and
+//! `--help` show.
+
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::json;
+
+use crate::helpers::{Backend, PASSWORD, Resp, spawn_app, spawn_app_with};
+
+const WRONG: &str = "not the password";
+
+#[track_caller]
+fn assert_retry_after(r: &Resp) {
+    r.assert_error(429, "TooManyRequests");
+    let secs: u64 = r
+        .header("retry-after")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("429 without whole-second Retry-After: {r:?}"));
+    assert!(secs >= 1, "{r:?}");
+}
+
+/// A login beyond `TESSERA_MAX_SESSIONS_PER_USER` ends the oldest session.
+async fn session_cap_ends_the_oldest(b: Backend) {
+    let app = spawn_app_with(b, |c| c.max_sessions_per_user = 3).await;
+    let first = app.user("ann").await;
+    let mut later = Vec::new();
+    for _ in 0..3 {
+        // Distinct creation times, so "oldest" is unambiguous.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        later.push(app.login("ann").await);
+    }
+    app.verify(&first.access)
+        .await
+        .assert_error(401, "TokenRevoked");
+    app.refresh(&first.refresh)
+        .await
+        .assert_error(401, "TokenRevoked");
+    for t in &later {
+        app.verify(&t.access).await.assert_status(200);
+    }
+    let list = app.get("/auth/sessions", Some(&later[2].access)).await;
+    list.assert_status(200);
+    assert_eq!(list.body.as_array().map(Vec::len), Some(3), "{list:?}");
+    // Another user is not affected by ann's cap.
+    let bob = app.user("bob").await;
+    app.verify(&bob.access).await.assert_status(200);
+    app.verify(&later[0].access).await.assert_status(200);
+}
+
+/// Five failures as `{"email": X}` do not limit `{"username": X}` unless X
+/// names the same account: the limit does not tell which usernames exist.
+async fn unknown_identifier_counters_are_per_kind(b: Backend) {
+    let app = spawn_app_with(b, |c| {
+        c.login_max_failures = 5;
+        c.login_max_failures_per_ip = 1000;
+    })
+    .await;
+    app.user("ann").await;
+    for x in ["ghost", "ann"] {
+        for _ in 0..5 {
+            app.post_json("/auth/login", &json!({"email": x, "password": WRONG}), None)
+                .await
+                .assert_error(401, "InvalidCredentials");
+        }
+        assert_retry_after(
+            &app.post_json("/auth/login", &json!({"email": x, "password": WRONG}), None)
+                .await,
+        );
+        // "ghost" names nobody, "ann" a username: the same answer for both.
+        app.post_json(
+            "/auth/login",
+            &json!({"username": x, "password": WRONG}),
+            None,
+        )
+        .await
+        .assert_error(401, "InvalidCredentials");
+    }
+}
+
+/// A wrong `current_password` is a failed login of the account: over the
+/// limit the change is 429 even with the right password, and so is login.
+async fn password_change_counts_as_failed_login(b: Backend) {
+    let app = spawn_app_with(b, |c| {
+        c.login_max_failures = 3;
+        c.login_max_failures_per_ip = 1000;
+    })
+    .await;
+    let t = app.user("ann").await;
+    let change = |current: &str| json!({"current_password": current, "new_password": "a brand new password"});
+    for _ in 0..3 {
+        app.send_json(
+            Method::PUT,
+            "/users/me/password",
+            &change(WRONG),
+            Some(&t.access),
+        )
+        .await
+        .assert_error(401, "InvalidCredentials");
+    }
+    assert_retry_after(
+        &app.send_json(
+            Method::PUT,
+            "/users/me/password",
+            &change(PASSWORD),
+            Some(&t.access),
+        )
+        .await,
+    );
+    assert_retry_after(&app.login_email("ann@example.com", PASSWORD).await);
+    // Nothing changed: the session still works.
+    app.verify(&t.access).await.assert_status(200);
+}
+
+/// U+0000 and other control characters in names are 422 on every database;
+/// a NUL in a login identifier names nobody (never a 500).
+async fn nul_and_control_characters(b: Backend) {
+    let app = spawn_app(b).await;
+    let t = app.user("ann").await;
+    for (name, position) in [
+        ("a\u{0}b", "engineer"),
+        ("Bob", "x\u{0}"),
+        ("tab\there", "ok"),
+    ] {
+        let r = app
+            .post_json(
+                "/employees",
+                &json!({"name": name, "position": position}),
+                Some(&t.access),
+            )
+            .await;
+        r.assert_error(422, "ValidationFailed");
+    }
+    let list = app.get("/employees", Some(&t.access)).await;
+    assert_eq!(list.body["total"], 0, "{list:?}");
+    app.post_json("/categories", &json!({"name": "nul\u{0}"}), Some(&t.access))
+        .await
+        .assert_error(422, "ValidationFailed");
+    let cat = app
+        .post_json("/categories", &json!({"name": "Tools"}), Some(&t.access))
+        .await;
+    cat.assert_status(201);
+    let product = |description: &str| {
+        json!({"name": "Hammer", "description": description, "price": 9.5,
+               "quantity": 1, "category_id": cat.str("id")})
+    };
+    app.post_json("/products", &product("a\u{0}b"), Some(&t.access))
+        .await
+        .assert_error(422, "ValidationFailed");
+    app.post_json("/products", &product("two\nlines\tok"), Some(&t.access))
+        .await
+        .assert_status(201);
+    for body in [
+        json!({"email": "ann\u{0}@example.com", "password": PASSWORD}),
+        json!({"username": "ann\u{0}", "password": PASSWORD}),
+    ] {
+        app.post_json("/auth/login", &body, None)
+            .await
+            .assert_error(401, "InvalidCredentials");
+    }
+}
+
+/// Within the leeway after `exp` a refresh token is expired, not revoked.
+async fn refresh_within_leeway_is_expired(b: Backend) {
+    let app = spawn_app_with(b, |c| {
+        c.jwt_leeway = Duration::from_secs(30);
+        c.refresh_ttl = Duration::from_secs(1);
+        c.access_ttl = Duration::from_secs(1);
+    })
+    .await;
+    let t = app.user("ann").await;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    app.refresh(&t.refresh)
+        .await
+        .assert_error(401, "TokenExpired");
+}
+
+crate::both_backends!(
+    session_cap_ends_the_oldest,
+    unknown_identifier_counters_are_per_kind,
+    password_change_counts_as_failed_login,
+    nul_and_control_characters,
+    refresh_within_leeway_is_expired,
+);
+
+/// `serve --help` never prints the values of variables that embed passwords.
+#[test]
+fn help_hides_url_values() {
+    let out = std::process::Command::new("timeout")
+        .args(["20", env!("CARGO_BIN_EXE_tessera"), "serve", "--help"])
+        .env("DATABASE_URL", "postgres://u:db-secret-123@db/tessera")
+        .env("REDIS_URL", "redis://:redis-secret-456@cache:6379/")
+        .env(
+            "TESSERA_JWT_SECRET",
+            "jwt-secret-0123456789abcdef0123456789",
+        )
+        .output()
+        .expect("run tessera serve --help");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("DATABASE_URL"), "{text}");
+    for secret in ["db-secret-123", "redis-secret-456", "jwt-secret-0123"] {
+        assert!(
+            !text.contains(secret),
+            "{secret} printed by --help:\n{text}"
+        );
+    }
+}
+
+/// An evicting `maxmemory-policy` is warned about and counted at start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn evicting_redis_is_counted() {
+    let redis = crate::helpers::RedisServer::start();
+    let url = redis.url();
+    let mut conn = redis::Client::open(url.as_str())
+        .expect("redis client")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis connection");
+    redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory-policy")
+        .arg("allkeys-lru")
+        .query_async::<()>(&mut conn)
+        .await
+        .expect("CONFIG SET");
+    let metric = |text: &str| -> u64 {
+        text.lines()
+            .find(|l| l.starts_with("tessera_auth_events_total{event=\"store_eviction_policy\"}"))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no store_eviction_policy metric in:\n{text}"))
+    };
+    let before = metric(&tessera::metrics::render());
+    let app = spawn_app_with(Backend::PostgresRedis, |c| c.redis_url = Some(url.clone())).await;
+    let text = app.get("/metrics", None).await.text;
+    assert!(metric(&text) > before, "not counted:\n{text}");
+}
