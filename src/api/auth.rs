@@ -1,8 +1,8 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, TimeZone, Utc};
+use poem::Request;
 use poem::web::Data;
-use poem::{Request, http::header};
 use poem_openapi::{ApiResponse, Object, OpenApi, param::Path, payload::Json};
 use secrecy::SecretString;
 use uuid::Uuid;
@@ -16,10 +16,7 @@ use super::{
 };
 use crate::{
     accounts::{self, Identifier, NewAccount},
-    auth::{
-        claims::Role,
-        tokens::{ClientMeta, IssuedTokens},
-    },
+    auth::{claims::Role, tokens::IssuedTokens},
     error::{ApiError, ApiResult},
     state::AppState,
 };
@@ -126,18 +123,6 @@ fn ts(secs: i64) -> DateTime<Utc> {
 
 pub struct AuthApi;
 
-pub(super) fn client_meta(state: &AppState, req: &Request) -> ClientMeta {
-    let user_agent = req
-        .headers()
-        .get(header::USER_AGENT)
-        .and_then(|v| v.to_str().ok())
-        .map(|s| s.chars().take(256).collect());
-    ClientMeta {
-        user_agent,
-        ip: crate::http::client_ip(req, state.settings.trust_forwarded),
-    }
-}
-
 #[OpenApi(tag = "Tag::Auth")]
 impl AuthApi {
     /// Create an account (role `user`).
@@ -182,7 +167,7 @@ impl AuthApi {
                 ));
             }
         };
-        let meta = client_meta(&state, req);
+        let meta = super::client::client_meta(&state, req);
         let issued =
             accounts::login(&state, &ident, SecretString::from(body.password.0), meta).await?;
         Ok(tokens(issued))

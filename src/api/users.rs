@@ -142,7 +142,7 @@ impl UsersApi {
     ) -> ApiResult<NoContent> {
         let current = me(&state, &auth.0).await?;
         let body = body.0;
-        let ip = super::auth::client_meta(&state, req).ip;
+        let ip = super::client::client_meta(&state, req).ip;
         accounts::change_password(
             &state,
             current,

@@ -8,6 +8,7 @@ mod errors;
 mod headers;
 mod limits;
 mod request_id;
+mod stack;
 
 pub use client_ip::client_ip;
 pub use cors::*;
@@ -15,3 +16,4 @@ pub use errors::*;
 pub use headers::*;
 pub use limits::*;
 pub use request_id::*;
+pub use stack::{Hardening, harden, harden_with};
