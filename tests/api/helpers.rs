@@ -254,10 +254,18 @@ pub fn shared_postgres_base() -> &'static str {
                 .unwrap_or(false);
             assert!(ok, "cannot chown the PostgreSQL temp dir to the `postgres` user");
         }
-        let out = as_postgres(&bin.join("initdb"))
-            .args(["-D", &data.to_string_lossy(), "-U", "postgres", "-A", "trust", "--no-sync"])
-            .output()
-            .expect("run initdb");
+        let out = process::output_within(
+            as_postgres(&bin.join("initdb")).args([
+                "-D",
+                &data.to_string_lossy(),
+                "-U",
+                "postgres",
+                "-A",
+                "trust",
+                "--no-sync",
+            ]),
+            Duration::from_secs(120),
+        );
         assert!(
             out.status.success(),
             "initdb failed: {}",
@@ -267,12 +275,13 @@ pub fn shared_postgres_base() -> &'static str {
             "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300",
             root.to_string_lossy()
         );
-        let out = as_postgres(&bin.join("pg_ctl"))
-            .args(["-D", &data.to_string_lossy(), "-o", &opts, "-l"])
-            .arg(root.join("log"))
-            .args(["-w", "start"])
-            .output()
-            .expect("run pg_ctl");
+        let out = process::output_within(
+            as_postgres(&bin.join("pg_ctl"))
+                .args(["-D", &data.to_string_lossy(), "-o", &opts, "-l"])
+                .arg(root.join("log"))
+                .args(["-w", "start"]),
+            Duration::from_secs(120),
+        );
         assert!(
             out.status.success(),
             "pg_ctl start failed: {} {}",
