@@ -22,25 +22,6 @@ async fn change_password(
     .await
 }
 
-/// A new session of `name`, rotated once: its access token is not fresh.
-async fn non_fresh(app: &TestApp, name: &str) -> Tokens {
-    let t = app.login(name).await;
-    let r = app.refresh(&t.refresh).await;
-    r.assert_status(200);
-    let tokens = Tokens {
-        access: r.str("access_token"),
-        refresh: r.str("refresh_token"),
-        user_id: t.user_id,
-    };
-    let v = app.verify(&tokens.access).await;
-    v.assert_status(200);
-    assert_eq!(
-        v.body["fresh"], false,
-        "a refreshed access token is not fresh"
-    );
-    tokens
-}
-
 /// Employee rows owned by `owner`, read straight from the database.
 async fn employees_of(app: &TestApp, owner: &str) -> u64 {
     use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
@@ -79,7 +60,7 @@ async fn change_password_revokes_every_token(b: Backend) {
     let app = spawn_app(b).await;
     let first = app.user("ann").await;
     let second = app.login("ann").await;
-    let rotated = non_fresh(&app, "ann").await;
+    let rotated = app.non_fresh_login("ann").await;
     let bob = app.user("bob").await;
 
     let r = change_password(&app, Some(&first.access), PASSWORD, NEW_PASSWORD).await;
@@ -227,7 +208,7 @@ async fn bad_body_errors_never_echo_passwords(b: Backend) {
 async fn change_password_needs_a_fresh_token(b: Backend) {
     let app = spawn_app(b).await;
     let fresh = app.user("ann").await;
-    let stale = non_fresh(&app, "ann").await;
+    let stale = app.non_fresh_login("ann").await;
 
     change_password(&app, Some(&stale.access), PASSWORD, NEW_PASSWORD)
         .await
@@ -260,7 +241,7 @@ async fn change_password_needs_a_fresh_token(b: Backend) {
 async fn delete_me_needs_a_fresh_token(b: Backend) {
     let app = spawn_app(b).await;
     let fresh = app.user("ann").await;
-    let stale = non_fresh(&app, "ann").await;
+    let stale = app.non_fresh_login("ann").await;
 
     app.delete("/users/me", Some(&stale.access))
         .await
@@ -284,7 +265,7 @@ async fn delete_me_is_a_hard_delete(b: Backend) {
     let admin = app.admin().await;
     let first = app.user("ann").await;
     let second = app.login("ann").await;
-    let rotated = non_fresh(&app, "ann").await;
+    let rotated = app.non_fresh_login("ann").await;
     let bob = app.user("bob").await;
     add_employee(&app, &first, "Ann's first").await;
     add_employee(&app, &first, "Ann's second").await;
@@ -354,9 +335,9 @@ async fn delete_me_is_a_hard_delete(b: Backend) {
 async fn fresh_endpoints_refuse_non_fresh_tokens(b: Backend) {
     let app = spawn_app(b).await;
     app.admin().await;
-    let admin = non_fresh(&app, "root").await;
+    let admin = app.non_fresh_login("root").await;
     let ann = app.user("ann").await;
-    let stale = non_fresh(&app, "ann").await;
+    let stale = app.non_fresh_login("ann").await;
 
     change_password(&app, Some(&stale.access), PASSWORD, NEW_PASSWORD)
         .await

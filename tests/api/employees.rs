@@ -5,7 +5,7 @@ use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::helpers::{Backend, Resp, TestApp, Tokens, spawn_app};
+use crate::helpers::{Backend, Resp, TestApp, spawn_app};
 
 const EMPLOYEE_KEYS: [&str; 6] = [
     "id",
@@ -56,13 +56,6 @@ async fn total(app: &TestApp, token: &str) -> u64 {
     let r = list(app, token, "").await;
     r.assert_status(200);
     r.body["total"].as_u64().expect("total")
-}
-
-/// A non-fresh access token (issued by a refresh).
-async fn non_fresh(app: &TestApp, t: &Tokens) -> String {
-    let r = app.refresh(&t.refresh).await;
-    r.assert_status(200);
-    r.str("access_token")
 }
 
 async fn db_count(app: &TestApp, owner: &str) -> u64 {
@@ -197,7 +190,7 @@ async fn crud_round_trip(b: Backend) {
     assert_same(&get_employee(&app, &ann.access, &id).await, &r.body);
 
     // A non-fresh access token is enough for employees.
-    let stale = non_fresh(&app, &ann).await;
+    let stale = app.non_fresh(&ann).await.access;
     get_employee(&app, &stale, &id).await.assert_status(200);
 
     // DELETE, then it is gone.

@@ -3,6 +3,8 @@
 //! app per test on a free port with a fresh database and Redis key prefix.
 #![allow(dead_code)]
 
+pub mod process;
+
 use std::{
     net::TcpStream,
     path::{Path, PathBuf},
@@ -252,10 +254,18 @@ pub fn shared_postgres_base() -> &'static str {
                 .unwrap_or(false);
             assert!(ok, "cannot chown the PostgreSQL temp dir to the `postgres` user");
         }
-        let out = as_postgres(&bin.join("initdb"))
-            .args(["-D", &data.to_string_lossy(), "-U", "postgres", "-A", "trust", "--no-sync"])
-            .output()
-            .expect("run initdb");
+        let out = process::output_within(
+            as_postgres(&bin.join("initdb")).args([
+                "-D",
+                &data.to_string_lossy(),
+                "-U",
+                "postgres",
+                "-A",
+                "trust",
+                "--no-sync",
+            ]),
+            Duration::from_secs(120),
+        );
         assert!(
             out.status.success(),
             "initdb failed: {}",
@@ -265,12 +275,13 @@ pub fn shared_postgres_base() -> &'static str {
             "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300",
             root.to_string_lossy()
         );
-        let out = as_postgres(&bin.join("pg_ctl"))
-            .args(["-D", &data.to_string_lossy(), "-o", &opts, "-l"])
-            .arg(root.join("log"))
-            .args(["-w", "start"])
-            .output()
-            .expect("run pg_ctl");
+        let out = process::output_within(
+            as_postgres(&bin.join("pg_ctl"))
+                .args(["-D", &data.to_string_lossy(), "-o", &opts, "-l"])
+                .arg(root.join("log"))
+                .args(["-w", "start"]),
+            Duration::from_secs(120),
+        );
         assert!(
             out.status.success(),
             "pg_ctl start failed: {} {}",
@@ -314,8 +325,42 @@ pub fn temp_sqlite_url() -> String {
     format!("sqlite://{}?mode=rwc", file.to_string_lossy())
 }
 
+// ---------------------------------------------------------------- races
+
+/// Runs `n` racers as separate tasks on the multi-thread runtime, all
+/// released at once by a barrier, and returns their results in order.
+/// `make(i)` builds racer `i` (owning what it needs, e.g. a clone of the
+/// `TestApp`).
+pub async fn race<T, Fut>(n: usize, make: impl Fn(usize) -> Fut) -> Vec<T>
+where
+    Fut: std::future::Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+{
+    let barrier = Arc::new(tokio::sync::Barrier::new(n));
+    let tasks: Vec<_> = (0..n)
+        .map(|i| {
+            let racer = make(i);
+            let barrier = barrier.clone();
+            tokio::spawn(async move {
+                barrier.wait().await;
+                racer.await
+            })
+        })
+        .collect();
+    let mut results = Vec::with_capacity(n);
+    for t in tasks {
+        results.push(t.await.expect("racer panicked"));
+    }
+    results
+}
+
+/// Rounds of a race whose assertion is about exactly one winner: a bug that
+/// lets two through shows in one round or another.
+pub const RACE_ROUNDS: usize = 3;
+
 // ---------------------------------------------------------------- app
 
+#[derive(Clone)]
 pub struct TestApp {
     pub address: String,
     pub client: reqwest::Client,
@@ -561,6 +606,31 @@ impl TestApp {
         .await
         .expect("bootstrap admin");
         self.login("root").await
+    }
+
+    /// Rotates the session of `t` once: the new access token is not fresh
+    /// (checked on /auth/verify). `t.refresh` is used up.
+    pub async fn non_fresh(&self, t: &Tokens) -> Tokens {
+        let r = self.refresh(&t.refresh).await;
+        r.assert_status(200);
+        let tokens = Tokens {
+            access: r.str("access_token"),
+            refresh: r.str("refresh_token"),
+            user_id: t.user_id.clone(),
+        };
+        let v = self.verify(&tokens.access).await;
+        v.assert_status(200);
+        assert_eq!(
+            v.body["fresh"], false,
+            "a refreshed access token is not fresh"
+        );
+        tokens
+    }
+
+    /// A new session of `name`, rotated once: its access token is not fresh.
+    pub async fn non_fresh_login(&self, name: &str) -> Tokens {
+        let t = self.login(name).await;
+        self.non_fresh(&t).await
     }
 
     pub async fn refresh(&self, refresh_token: &str) -> Resp {

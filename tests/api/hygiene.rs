@@ -7,7 +7,7 @@ use std::{
     io::Read,
     net::TcpStream,
     path::Path,
-    process::{Child, Command, Stdio},
+    process::Stdio,
     time::{Duration, Instant},
 };
 
@@ -17,7 +17,11 @@ use reqwest::Method;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use crate::helpers::{Backend, PASSWORD, Resp, TestApp, free_port, spawn_app, spawn_app_with};
+use crate::helpers::{
+    Backend, PASSWORD, Resp, TestApp, free_port,
+    process::{Proc, output_within, tessera},
+    spawn_app, spawn_app_with,
+};
 
 const APP_ORIGIN: &str = "https://app.example.com";
 const EVIL_ORIGIN: &str = "https://evil.example.net";
@@ -659,7 +663,7 @@ crate::both_backends!(
 
 /// The `tessera` binary serving on a free port, stderr to `log`.
 pub struct Binary {
-    pub child: Child,
+    pub child: Proc,
     pub base: String,
     pub port: u16,
 }
@@ -669,13 +673,9 @@ impl Binary {
     /// until /healthz answers.
     pub async fn start(env: &[(&str, String)], log: &Path) -> Self {
         let port = free_port();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tessera"));
-        cmd.arg("serve")
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("TESSERA_BIND", format!("127.0.0.1:{port}"))
+        let mut cmd = tessera(&["serve"]);
+        cmd.env("TESSERA_BIND", format!("127.0.0.1:{port}"))
             .env("DATABASE_URL", crate::helpers::temp_sqlite_url())
-            .env("TESSERA_LOG_FORMAT", "json")
             .env("TESSERA_ARGON2_MEMORY_KIB", "1024")
             .env("TESSERA_ARGON2_ITERATIONS", "1")
             .stdout(Stdio::null())
@@ -683,7 +683,7 @@ impl Binary {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let mut child = cmd.spawn().expect("start tessera");
+        let mut child = Proc::spawn(&mut cmd, "tessera serve");
         let base = format!("http://127.0.0.1:{port}");
         let client = reqwest::Client::new();
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -691,7 +691,7 @@ impl Binary {
             if client.get(format!("{base}/healthz")).send().await.is_ok() {
                 break;
             }
-            if let Ok(Some(status)) = child.try_wait() {
+            if let Some(status) = child.try_wait() {
                 panic!(
                     "tessera exited ({status}): {}",
                     std::fs::read_to_string(log).unwrap_or_default()
@@ -704,13 +704,8 @@ impl Binary {
     }
 
     /// SIGTERM, then waits for a clean exit.
-    pub async fn stop(mut self) {
-        let pid = self.child.id() as libc::pid_t;
-        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
-        let status = tokio::task::spawn_blocking(move || self.child.wait())
-            .await
-            .unwrap()
-            .expect("wait for tessera");
+    pub async fn stop(self) {
+        let status = self.child.terminate_and_wait(Duration::from_secs(30)).await;
         assert!(status.success(), "exit status after SIGTERM: {status:?}");
     }
 }
@@ -757,16 +752,13 @@ fn invalid_cors_origins_refuse_to_start() {
         "*, https://app.example.com",
         "https://app.example.com/path",
     ] {
-        let out = Command::new(env!("CARGO_BIN_EXE_tessera"))
-            .arg("serve")
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("TESSERA_BIND", format!("127.0.0.1:{}", free_port()))
-            .env("DATABASE_URL", crate::helpers::temp_sqlite_url())
-            .env("TESSERA_LOG_FORMAT", "json")
-            .env("TESSERA_CORS_ORIGINS", bad)
-            .output()
-            .expect("run tessera");
+        let out = output_within(
+            tessera(&["serve"])
+                .env("TESSERA_BIND", format!("127.0.0.1:{}", free_port()))
+                .env("DATABASE_URL", crate::helpers::temp_sqlite_url())
+                .env("TESSERA_CORS_ORIGINS", bad),
+            Duration::from_secs(20),
+        );
         assert!(!out.status.success(), "{bad}: started");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains("TESSERA_CORS_ORIGINS"), "{bad}: {err}");

@@ -6,6 +6,7 @@ mod account;
 mod admin;
 mod auth_flow;
 mod catalog;
+mod cli;
 mod employees;
 mod errors;
 mod faults;

@@ -4,15 +4,18 @@
 
 use std::{
     path::PathBuf,
-    process::{Command, Stdio},
-    sync::mpsc,
+    process::Stdio,
     time::{Duration, Instant},
 };
 
 use secrecy::SecretString;
 use tessera::config::{Config, Environment};
 
-use crate::helpers::{free_port, fresh_postgres_db, shared_redis_url};
+use crate::helpers::{
+    free_port, fresh_postgres_db,
+    process::{Proc, tessera, try_output_within},
+    shared_redis_url,
+};
 
 const GOOD_SECRET: &str = "a-production-secret-of-enough-length-0123456789";
 const SHORT_SECRET: &str = "only-31-bytes-long-secret-01234";
@@ -39,30 +42,18 @@ fn scratch_dir() -> PathBuf {
 fn serve(vars: &[(&str, &str)]) -> Outcome {
     let dir = scratch_dir();
     let started = Instant::now();
-    let child = Command::new(env!("CARGO_BIN_EXE_tessera"))
-        .arg("serve")
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("TESSERA_BIND", format!("127.0.0.1:{}", free_port()))
-        .env("TESSERA_LOG_FORMAT", "json")
-        .envs(vars.iter().copied())
-        .current_dir(&dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start tessera");
-    let pid = child.id() as libc::pid_t;
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    let out = match rx.recv_timeout(Duration::from_secs(20)) {
-        Ok(out) => out.expect("wait for tessera"),
-        Err(_) => {
-            unsafe { libc::kill(pid, libc::SIGKILL) };
+    let out = try_output_within(
+        tessera(&["serve"])
+            .env("TESSERA_BIND", format!("127.0.0.1:{}", free_port()))
+            .envs(vars.iter().copied())
+            .current_dir(&dir),
+        Duration::from_secs(20),
+    );
+    let out = match out {
+        Ok(out) => out,
+        Err(e) => {
             let _ = std::fs::remove_dir_all(&dir);
-            panic!("tessera with {vars:?} did not exit: it should refuse to start");
+            panic!("tessera with {vars:?} did not exit: it should refuse to start: {e}");
         }
     };
     let leftovers: Vec<_> = std::fs::read_dir(&dir)
@@ -289,25 +280,22 @@ async fn production_with_correct_settings_starts() {
     let database = fresh_postgres_db().await;
     let port = free_port();
     let dir = scratch_dir();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tessera"))
-        .arg("serve")
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("TESSERA_ENV", "production")
-        .env("TESSERA_BIND", format!("127.0.0.1:{port}"))
-        .env("TESSERA_JWT_SECRET", GOOD_SECRET)
-        .env("DATABASE_URL", &database)
-        .env("REDIS_URL", shared_redis_url())
-        .env(
-            "TESSERA_REDIS_PREFIX",
-            format!("p{}:", uuid::Uuid::new_v4().simple()),
-        )
-        .env("TESSERA_LOG_FORMAT", "json")
-        .current_dir(&dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start tessera");
+    let mut child = Proc::spawn(
+        tessera(&["serve"])
+            .env("TESSERA_ENV", "production")
+            .env("TESSERA_BIND", format!("127.0.0.1:{port}"))
+            .env("TESSERA_JWT_SECRET", GOOD_SECRET)
+            .env("DATABASE_URL", &database)
+            .env("REDIS_URL", shared_redis_url())
+            .env(
+                "TESSERA_REDIS_PREFIX",
+                format!("p{}:", uuid::Uuid::new_v4().simple()),
+            )
+            .current_dir(&dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+        "tessera serve (production)",
+    );
     let client = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(30);
     let ready = loop {
@@ -318,20 +306,13 @@ async fn production_with_correct_settings_starts() {
         {
             break r.status().as_u16();
         }
-        if let Ok(Some(status)) = child.try_wait() {
+        if let Some(status) = child.try_wait() {
             panic!("tessera exited with {status:?} on a correct production config");
         }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("tessera did not start");
-        }
+        assert!(Instant::now() < deadline, "tessera did not start");
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
-    let status = tokio::task::spawn_blocking(move || child.wait())
-        .await
-        .unwrap()
-        .unwrap();
+    let status = child.terminate_and_wait(Duration::from_secs(30)).await;
     let _ = std::fs::remove_dir_all(&dir);
     assert_eq!(ready, 200);
     assert!(status.success(), "{status:?}");
