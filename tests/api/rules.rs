@@ -189,16 +189,14 @@ crate::both_backends!(
 /// `serve --help` never prints the values of variables that embed passwords.
 #[test]
 fn help_hides_url_values() {
-    let out = std::process::Command::new("timeout")
-        .args(["20", env!("CARGO_BIN_EXE_tessera"), "serve", "--help"])
-        .env("DATABASE_URL", "postgres://u:db-secret-123@db/tessera")
+    let mut cmd = crate::helpers::process::tessera(&["serve", "--help"]);
+    cmd.env("DATABASE_URL", "postgres://u:db-secret-123@db/tessera")
         .env("REDIS_URL", "redis://:redis-secret-456@cache:6379/")
         .env(
             "TESSERA_JWT_SECRET",
             "jwt-secret-0123456789abcdef0123456789",
-        )
-        .output()
-        .expect("run tessera serve --help");
+        );
+    let out = crate::helpers::process::output_within(&mut cmd, Duration::from_secs(20));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
     assert!(text.contains("DATABASE_URL"), "{text}");
