@@ -51,6 +51,46 @@ async fn session_cap_ends_the_oldest(b: Backend) {
     app.verify(&later[0].access).await.assert_status(200);
 }
 
+/// Concurrent logins beyond the cap leave exactly the cap of live sessions,
+/// and exactly the listed ones work.
+async fn session_cap_holds_under_concurrent_logins(b: Backend) {
+    let app = spawn_app_with(b, |c| {
+        c.max_sessions_per_user = 2;
+        // Attempts count before the password check (auth::limits): six at
+        // once would otherwise pass the default limit of five in flight.
+        c.login_max_failures = 100;
+    })
+    .await;
+    app.user("ann").await;
+    for _ in 0..crate::helpers::RACE_ROUNDS {
+        let tokens = crate::helpers::race(6, |_| {
+            let app = app.clone();
+            async move { app.login("ann").await }
+        })
+        .await;
+        let mut working = Vec::new();
+        for t in &tokens {
+            if app.verify(&t.access).await.status == 200 {
+                working.push(t);
+            }
+        }
+        // The two newest stay: a session among the newest two overall is
+        // among the newest two of every set a racer saw, so none evicts it.
+        assert_eq!(
+            working.len(),
+            2,
+            "{} of 6 concurrent sessions work with a cap of 2",
+            working.len()
+        );
+        let list = app.get("/auth/sessions", Some(&working[0].access)).await;
+        assert_eq!(
+            list.body.as_array().map(Vec::len),
+            Some(working.len()),
+            "listed sessions differ from working ones: {list:?}"
+        );
+    }
+}
+
 /// Five failures as `{"email": X}` do not limit `{"username": X}` unless X
 /// names the same account: the limit does not tell which usernames exist.
 async fn unknown_identifier_counters_are_per_kind(b: Backend) {
@@ -180,6 +220,7 @@ async fn refresh_within_leeway_is_expired(b: Backend) {
 
 crate::both_backends!(
     session_cap_ends_the_oldest,
+    session_cap_holds_under_concurrent_logins,
     unknown_identifier_counters_are_per_kind,
     password_change_counts_as_failed_login,
     nul_and_control_characters,
