@@ -69,17 +69,8 @@ async fn change_password_revokes_every_token(b: Backend) {
 
     // Every token of every session of the user is refused, including the one
     // that made the change.
-    for t in [&first, &second, &rotated] {
-        app.verify(&t.access)
-            .await
-            .assert_error(401, "TokenRevoked");
-        app.get("/users/me", Some(&t.access))
-            .await
-            .assert_error(401, "TokenRevoked");
-        app.refresh(&t.refresh)
-            .await
-            .assert_error(401, "TokenRevoked");
-    }
+    app.assert_revoked(&[&first, &second, &rotated], "/users/me")
+        .await;
     let sessions_left = app.get("/auth/sessions", Some(&first.access)).await;
     sessions_left.assert_error(401, "TokenRevoked");
 
@@ -276,17 +267,8 @@ async fn delete_me_is_a_hard_delete(b: Backend) {
     r.assert_status(204);
     assert!(r.text.is_empty(), "204 with a body: {r:?}");
 
-    for t in [&first, &second, &rotated] {
-        app.verify(&t.access)
-            .await
-            .assert_error(401, "TokenRevoked");
-        app.get("/users/me", Some(&t.access))
-            .await
-            .assert_error(401, "TokenRevoked");
-        app.refresh(&t.refresh)
-            .await
-            .assert_error(401, "TokenRevoked");
-    }
+    app.assert_revoked(&[&first, &second, &rotated], "/users/me")
+        .await;
     app.delete("/users/me", Some(&first.access))
         .await
         .assert_error(401, "TokenRevoked");

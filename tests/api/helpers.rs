@@ -637,6 +637,22 @@ impl TestApp {
         self.post("/auth/refresh", Some(refresh_token)).await
     }
 
+    /// Asserts that every one of `tokens` is refused as revoked: verify,
+    /// `GET protected` with the access token, and refresh.
+    pub async fn assert_revoked(&self, tokens: &[&Tokens], protected: &str) {
+        for t in tokens {
+            self.verify(&t.access)
+                .await
+                .assert_error(401, "TokenRevoked");
+            self.get(protected, Some(&t.access))
+                .await
+                .assert_error(401, "TokenRevoked");
+            self.refresh(&t.refresh)
+                .await
+                .assert_error(401, "TokenRevoked");
+        }
+    }
+
     pub async fn verify(&self, access: &str) -> Resp {
         self.get("/auth/verify", Some(access)).await
     }

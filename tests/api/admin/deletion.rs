@@ -41,17 +41,7 @@ async fn admin_deletes_a_user(b: Backend) {
     }
     assert!(r.text.is_empty(), "204 with a body: {r:?}");
 
-    for t in [&ann, &stale] {
-        app.verify(&t.access)
-            .await
-            .assert_error(401, "TokenRevoked");
-        app.get("/users/me", Some(&t.access))
-            .await
-            .assert_error(401, "TokenRevoked");
-        app.refresh(&t.refresh)
-            .await
-            .assert_error(401, "TokenRevoked");
-    }
+    app.assert_revoked(&[&ann, &stale], "/users/me").await;
     app.get(&format!("/users/{}", ann.user_id), Some(&admin.access))
         .await
         .assert_error(404, "NotFound");
