@@ -166,6 +166,8 @@ label_set! {
         SessionEnd => "session_end",
         /// A reused refresh token revoked its session.
         Reuse => "reuse",
+        /// A login beyond `TESSERA_MAX_SESSIONS_PER_USER` ended the oldest.
+        SessionCap => "session_cap",
     }
 }
 

@@ -145,9 +145,13 @@ impl TokenEngine {
             user_agent: meta.user_agent,
             ip: meta.ip,
         };
-        self.store
+        let ended = self
+            .store
             .start_session(&session, self.settings.max_sessions)
             .await?;
+        if ended > 0 {
+            metrics::revocation(RevocationCause::SessionCap);
+        }
         self.issue(&session, role, true)
     }
 

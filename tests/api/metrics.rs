@@ -300,7 +300,24 @@ async fn pool_and_failure_families_are_exposed(b: Backend) {
     assert_eq!(names.len(), types);
 }
 
+/// A login beyond the session cap ends the oldest session: one
+/// `session_cap` revocation.
+async fn session_cap_is_counted(b: Backend) {
+    let app = spawn_app_with(b, |c| c.max_sessions_per_user = 1).await;
+    let first = app.user("ann").await;
+    let before = scrape(&app).await;
+    app.login("ann").await;
+    let after = scrape(&app).await;
+    assert_grew(
+        &before,
+        &after,
+        &[(r#"tessera_revocations_total{cause="session_cap"}"#, 1.0)],
+    );
+    app.assert_revoked(&[&first], "/users/me").await;
+}
+
 crate::both_backends!(
+    session_cap_is_counted,
     metrics_count_requests_and_reuse,
     requests_are_labelled_by_route_template,
     logins_are_counted_by_outcome,

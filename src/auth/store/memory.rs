@@ -93,7 +93,11 @@ impl TokenStore for MemoryStore {
         Ok(inner.revoked.get(&(sid, jti)).is_none_or(|exp| *exp <= now))
     }
 
-    async fn start_session(&self, session: &SessionRecord, max_sessions: usize) -> StoreResult<()> {
+    async fn start_session(
+        &self,
+        session: &SessionRecord,
+        max_sessions: usize,
+    ) -> StoreResult<usize> {
         let now = now_secs();
         let mut inner = self.inner.lock();
         inner.maybe_sweep(now);
@@ -104,7 +108,7 @@ impl TokenStore for MemoryStore {
             .insert(session.sid);
         inner.sessions.insert(session.sid, session.clone());
         if max_sessions == 0 {
-            return Ok(());
+            return Ok(0);
         }
         let sids: Vec<Uuid> = inner
             .by_user
@@ -121,7 +125,7 @@ impl TokenStore for MemoryStore {
         for (_, sid) in live.into_iter().take(over) {
             inner.remove_session(sid);
         }
-        Ok(())
+        Ok(over)
     }
 
     async fn rotate(&self, req: &RotateRequest) -> StoreResult<Rotation> {

@@ -116,8 +116,13 @@ pub trait TokenStore: Send + Sync + 'static {
     async fn check(&self, sid: Uuid, jti: Uuid) -> StoreResult<bool>;
 
     /// Stores a new session and lists it under its user. Beyond
-    /// `max_sessions` live sessions of the user (0 = no cap) the oldest end.
-    async fn start_session(&self, session: &SessionRecord, max_sessions: usize) -> StoreResult<()>;
+    /// `max_sessions` live sessions of the user (0 = no cap) the oldest end;
+    /// returns how many did.
+    async fn start_session(
+        &self,
+        session: &SessionRecord,
+        max_sessions: usize,
+    ) -> StoreResult<usize>;
 
     /// `auth::rotation::decide`, applied atomically: of N concurrent calls
     /// with the same `presented` jti exactly one gets `Rotated`.

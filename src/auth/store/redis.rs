@@ -423,10 +423,10 @@ impl TokenStore for RedisStore {
     /// live, unlisted session. If the second step fails the login fails (no
     /// token of the session ever leaves the service), and the session is
     /// deleted on a best-effort basis.
-    async fn start_session(&self, s: &SessionRecord, max_sessions: usize) -> StoreResult<()> {
+    async fn start_session(&self, s: &SessionRecord, max_sessions: usize) -> StoreResult<usize> {
         let ttl = s.expires_at - now_secs();
         if ttl <= 0 {
-            return Ok(());
+            return Ok(0);
         }
         let fields: Vec<(&str, String)> = vec![
             ("user", s.user_id.to_string()),
@@ -465,14 +465,15 @@ impl TokenStore for RedisStore {
             }
         };
         if over.is_empty() {
-            return Ok(());
+            return Ok(0);
         }
         // Beyond the cap: end the oldest sessions, then unlist them (in this
         // order, so a failure in between leaves them listed, never alive and
         // unlisted).
         let ended: Vec<Uuid> = over.iter().filter_map(|v| v.parse().ok()).collect();
         self.delete_sessions(&ended).await?;
-        self.unlist(s.user_id, &over).await
+        self.unlist(s.user_id, &over).await?;
+        Ok(ended.len())
     }
 
     async fn rotate(&self, req: &RotateRequest) -> StoreResult<Rotation> {

@@ -125,10 +125,11 @@ fn record(user_id: Uuid, ttl_secs: i64) -> SessionRecord {
 }
 
 async fn start(store: &Store, s: &SessionRecord) {
-    store
+    let ended = store
         .start_session(s, 0)
         .await
         .unwrap_or_else(|e| panic!("start_session({}) failed: {e}", s.sid));
+    assert_eq!(ended, 0, "no cap, yet start_session ended sessions");
 }
 
 async fn check(store: &Store, sid: Uuid, jti: Uuid) -> bool {

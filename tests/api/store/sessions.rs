@@ -323,10 +323,12 @@ pub(super) async fn session_cap_ends_the_oldest(store: Store, _redis: RedisInfo)
     for i in 0..5 {
         // Distinct ends: the later the login, the later the end.
         let s = record(user, 3600 + i);
-        store
+        let ended = store
             .start_session(&s, 3)
             .await
             .unwrap_or_else(|e| panic!("start_session failed: {e}"));
+        // The 4th and 5th logins each end exactly one (the oldest).
+        assert_eq!(ended, usize::from(i >= 3), "sessions ended by login {i}");
         mine.push(s);
     }
     let listed: Vec<Uuid> = sessions(&store, user).await.iter().map(|s| s.sid).collect();
