@@ -50,6 +50,10 @@ pub struct Config {
     #[arg(long = "redis-url", env = "REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
 
+    /// `REDIS_URL` is a comma-separated list of seed nodes of a Redis Cluster.
+    #[arg(long = "redis-cluster", env = "TESSERA_REDIS_CLUSTER", default_value_t = false, action = clap::ArgAction::Set)]
+    pub redis_cluster: bool,
+
     /// Prefix of every Redis key.
     #[arg(
         long = "redis-prefix",
@@ -222,6 +226,7 @@ impl std::fmt::Debug for Config {
             .field("bind", &self.bind)
             .field("database_url", &redact_url(&self.database_url))
             .field("redis_url", &self.redis_url.as_deref().map(redact_url))
+            .field("redis_cluster", &self.redis_cluster)
             .field("redis_prefix", &self.redis_prefix)
             .field("max_sessions_per_user", &self.max_sessions_per_user)
             .field(
@@ -245,6 +250,10 @@ impl std::fmt::Debug for Config {
 
 /// `scheme://[redacted]@host/...` for URLs with credentials; others as they are.
 pub fn redact_url(url: &str) -> String {
+    // A cluster seed list: each node's URL on its own.
+    if url.contains(',') {
+        return url.split(',').map(redact_url).collect::<Vec<_>>().join(",");
+    }
     match (url.find("://"), url.rfind('@')) {
         (Some(scheme_end), Some(at)) if at > scheme_end => {
             format!("{}[redacted]{}", &url[..scheme_end + 3], &url[at..])
@@ -397,6 +406,10 @@ mod tests {
         }
         assert!(shown.contains("db:5432"), "{shown}");
         assert_eq!(redact_url("redis://cache:6379/"), "redis://cache:6379/");
+        assert_eq!(
+            redact_url("redis://:p1@r1:6379,redis://u:p2@r2:6379,redis://r3:6379"),
+            "redis://[redacted]@r1:6379,redis://[redacted]@r2:6379,redis://r3:6379"
+        );
     }
 
     #[test]

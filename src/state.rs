@@ -161,7 +161,16 @@ impl AppState {
 
         let store: Arc<dyn TokenStore> = match &config.redis_url {
             Some(url) => {
-                let redis = RedisStore::new(url, &config.redis_prefix)?;
+                let redis = if config.redis_cluster {
+                    let seeds: Vec<&str> = url
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .collect();
+                    RedisStore::new_cluster(&seeds, &config.redis_prefix)?
+                } else {
+                    RedisStore::new(url, &config.redis_prefix)?
+                };
                 redis.warn_if_evicting().await;
                 Arc::new(redis)
             }

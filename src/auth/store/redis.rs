@@ -1,7 +1,7 @@
-//! Redis token store. A session's keys share the `{sid}` hash tag, so the
-//! check and the rotation script touch one Redis Cluster slot.
+//! Redis token store, on one Redis or on a Redis Cluster
+//! (`TESSERA_REDIS_CLUSTER`).
 //!
-//! Keys (prefix `P`):
+//! Keys (prefix `P`; `{...}` is the Cluster hash tag):
 //! - `P{sid}:session`: hash of the session; expires at the session's end.
 //! - `P{sid}:revoked:<jti>`: a revoked access token; expires with the token.
 //! - `P{sid}:reused`: the session hash after reuse revoked it (tombstone);
@@ -10,13 +10,36 @@
 //!   their end (unix s); expires with the last of them; ended members are
 //!   pruned at the next login and when listed.
 //! - `Plogin:acct:<uid>`, `Plogin:unknown:<sha256>`, `Plogin:ip:<addr>`:
-//!   login-failure counters; expire at the end of their fixed window. Each
-//!   command touches one key, so they work on any Cluster slot.
+//!   login-failure counters; expire at the end of their fixed window.
+//!
+//! Cluster rule: every script and every pipeline below touches one hash
+//! slot. A session's keys share `{sid}`, so the access check (one round
+//! trip) and the rotation script are atomic on any deployment. What spans
+//! slots (a session and its user's index, the sessions of one user, the
+//! counters of one login) runs as several single-slot steps, ordered so
+//! that a failure or a concurrent request in between never leaves a live
+//! session that the user's index does not name (see `start_session` and
+//! `end_user_sessions`). Steps on independent slots run concurrently: on a
+//! multiplexed connection they share the socket's pipeline, so they cost
+//! about one round trip.
+//!
+//! Connections: one multiplexed connection (single Redis:
+//! `ConnectionManager`, which reconnects by itself) or the cluster client's
+//! multiplexed connections per node (which follow MOVED/ASK, refresh the
+//! slot map after a failover and reconnect to restarted nodes). Both are
+//! created lazily, so the service starts (and `/readyz` answers 503) while
+//! Redis is still down.
 
 use std::{collections::HashMap, future::Future, time::Duration};
 
 use async_trait::async_trait;
-use deadpool_redis::{Config, Pool, Runtime, Timeouts, redis};
+use futures_util::future::try_join_all;
+use redis::{
+    Cmd, Pipeline, RedisFuture, Value,
+    aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig},
+    cluster::{ClusterClientBuilder, ClusterConfig},
+    cluster_async::ClusterConnection,
+};
 use uuid::Uuid;
 
 use super::{
@@ -121,21 +144,52 @@ end
 return 0
 "#;
 
+/// The connection every request shares: cloning it is cheap (an `Arc`), and
+/// concurrent requests are pipelined on it.
+#[derive(Clone)]
+enum Conn {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Conn::Single(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Conn::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Single(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
 pub struct RedisStore {
-    pool: Pool,
+    conn: Conn,
     prefix: String,
     rotate: redis::Script,
 }
 
 /// Appends `EVAL script` to a pipeline: the small scripts travel with their
-/// command so that several of them share one round trip (EVALSHA would need
-/// a load first).
-fn eval<'a>(
-    pipe: &'a mut redis::Pipeline,
-    script: &str,
-    key: &str,
-    args: &[String],
-) -> &'a mut redis::Pipeline {
+/// command so that they can share a round trip with other commands of
+/// their slot (EVALSHA would need a load first).
+fn eval<'a>(pipe: &'a mut Pipeline, script: &str, key: &str, args: &[String]) -> &'a mut Pipeline {
     pipe.cmd("EVAL").arg(script).arg(1).arg(key).arg(args)
 }
 
@@ -144,30 +198,58 @@ fn unavailable(e: impl std::fmt::Display) -> StoreError {
 }
 
 impl RedisStore {
+    /// One Redis at `url`.
     pub fn new(url: &str, prefix: &str) -> Result<Self, StoreError> {
-        let mut cfg = Config::from_url(url);
-        let mut pool_cfg = cfg.get_pool_config();
-        pool_cfg.max_size = 32;
-        pool_cfg.timeouts = Timeouts {
-            wait: Some(OP_TIMEOUT),
-            create: Some(OP_TIMEOUT),
-            recycle: Some(OP_TIMEOUT),
-        };
-        cfg.pool = Some(pool_cfg);
-        let pool = cfg
-            .create_pool(Some(Runtime::Tokio1))
+        let client = redis::Client::open(url).map_err(unavailable)?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(OP_TIMEOUT))
+            .set_response_timeout(Some(OP_TIMEOUT))
+            // Reconnect attempts in the background; requests meanwhile fail
+            // closed (503) instead of queueing behind them.
+            .set_number_of_retries(3)
+            .set_max_delay(Duration::from_millis(500));
+        let conn = ConnectionManager::new_lazy_with_config(client, config).map_err(unavailable)?;
+        Ok(Self::with(Conn::Single(conn), prefix))
+    }
+
+    /// A Redis Cluster reached through `seeds` (any of its nodes; the slot
+    /// map is read from them).
+    pub fn new_cluster(seeds: &[&str], prefix: &str) -> Result<Self, StoreError> {
+        if seeds.is_empty() {
+            return Err(StoreError::Unavailable(
+                "no Redis Cluster seed node in REDIS_URL".into(),
+            ));
+        }
+        let client = ClusterClientBuilder::new(seeds.to_vec())
+            .connection_timeout(OP_TIMEOUT)
+            .response_timeout(OP_TIMEOUT)
+            // MOVED/ASK and TRYAGAIN during a resharding or a failover are
+            // retried within the operation's deadline.
+            .retries(6)
+            .min_retry_wait(20)
+            .max_retry_wait(400)
+            .build()
             .map_err(unavailable)?;
-        Ok(Self {
-            pool,
+        let config = ClusterConfig::new()
+            .set_connection_timeout(OP_TIMEOUT)
+            .set_response_timeout(OP_TIMEOUT);
+        let conn = client.get_pending_async_connection_with_config(config);
+        Ok(Self::with(Conn::Cluster(conn), prefix))
+    }
+
+    fn with(conn: Conn, prefix: &str) -> Self {
+        Self {
+            conn,
             prefix: prefix.to_owned(),
             rotate: redis::Script::new(ROTATE),
-        })
+        }
     }
 
     /// Warns (and counts `store_eviction_policy`) when Redis may evict keys:
     /// an evicted revocation or login counter silently un-revokes a token or
     /// resets a limit. Managed Redis often refuses `CONFIG`; then nothing can
-    /// be told and nothing is said beyond a debug line.
+    /// be told and nothing is said beyond a debug line. On a cluster this
+    /// asks one node.
     pub async fn warn_if_evicting(&self) {
         let reply: StoreResult<Vec<String>> = self
             .run(|mut c| async move {
@@ -207,47 +289,80 @@ impl RedisStore {
         format!("{}user:{{{user_id}}}:index", self.prefix)
     }
 
-    /// Deletes the session if it is the user's, and drops it from the
-    /// user's index (a no-op for someone else's session).
-    fn end_session_cmds(&self, pipe: &mut redis::Pipeline, user_id: Uuid, sid: Uuid) {
-        eval(
-            pipe,
-            END_OWN,
-            &self.session_key(sid),
-            &[user_id.to_string()],
-        );
-        pipe.zrem(self.user_key(user_id), sid.to_string());
-    }
-
     fn limit_key(&self, key: &LimitKey) -> String {
         format!("{}{key}", self.prefix)
     }
 
-    /// One EVAL of `script` per key, pipelined: one round trip.
-    fn per_key(&self, script: &str, keys: &[LimitKey], args: &[u64]) -> redis::Pipeline {
+    /// Runs one store operation on the shared connection, with a deadline.
+    async fn run<T, F, Fut>(&self, f: F) -> StoreResult<T>
+    where
+        F: FnOnce(Conn) -> Fut,
+        Fut: Future<Output = redis::RedisResult<T>>,
+    {
+        tokio::time::timeout(OP_TIMEOUT, f(self.conn.clone()))
+            .await
+            .map_err(|_| StoreError::Unavailable("timed out".into()))?
+            .map_err(unavailable)
+    }
+
+    /// Sends a pipeline whose commands all touch one hash slot.
+    async fn query<T: redis::FromRedisValue>(&self, pipe: Pipeline) -> StoreResult<T> {
+        self.run(|mut c| async move { pipe.query_async(&mut c).await })
+            .await
+    }
+
+    /// Sends one single-slot pipeline per item, concurrently, and returns the
+    /// answers in order.
+    async fn query_each<T: redis::FromRedisValue>(
+        &self,
+        pipes: impl IntoIterator<Item = Pipeline>,
+    ) -> StoreResult<Vec<T>> {
+        try_join_all(pipes.into_iter().map(|p| self.query::<T>(p))).await
+    }
+
+    /// Deletes the given sessions (each its own slot).
+    async fn delete_sessions(&self, sids: &[Uuid]) -> StoreResult<()> {
+        let pipes = sids.iter().map(|sid| {
+            let mut p = redis::pipe();
+            p.del(self.session_key(*sid)).ignore();
+            p
+        });
+        self.query_each::<()>(pipes).await.map(|_| ())
+    }
+
+    async fn unlist(&self, user_id: Uuid, sids: &[String]) -> StoreResult<()> {
+        if sids.is_empty() {
+            return Ok(());
+        }
         let mut pipe = redis::pipe();
-        for key in keys {
+        pipe.zrem(self.user_key(user_id), sids).ignore();
+        self.query(pipe).await
+    }
+
+    async fn listed(&self, user_id: Uuid) -> StoreResult<Vec<String>> {
+        let mut pipe = redis::pipe();
+        pipe.zrange(self.user_key(user_id), 0, -1);
+        let (sids,): (Vec<String>,) = self.query(pipe).await?;
+        Ok(sids)
+    }
+
+    /// One EVAL of `script` per counter, each its own slot, concurrently.
+    async fn per_key<T: redis::FromRedisValue>(
+        &self,
+        script: &str,
+        keys: &[LimitKey],
+        args: &[u64],
+    ) -> StoreResult<Vec<T>> {
+        let pipes = keys.iter().map(|key| {
+            let mut pipe = redis::pipe();
             let cmd = pipe.cmd("EVAL").arg(script).arg(1).arg(self.limit_key(key));
             for a in args {
                 cmd.arg(*a);
             }
-        }
-        pipe
-    }
-
-    /// Runs one store operation with a pooled connection and a deadline.
-    async fn run<T, F, Fut>(&self, f: F) -> StoreResult<T>
-    where
-        F: FnOnce(deadpool_redis::Connection) -> Fut,
-        Fut: Future<Output = redis::RedisResult<T>>,
-    {
-        let work = async {
-            let conn = self.pool.get().await.map_err(unavailable)?;
-            f(conn).await.map_err(unavailable)
-        };
-        tokio::time::timeout(OP_TIMEOUT, work)
-            .await
-            .map_err(|_| StoreError::Unavailable("timed out".into()))?
+            pipe
+        });
+        let out: Vec<(T,)> = self.query_each(pipes).await?;
+        Ok(out.into_iter().map(|(t,)| t).collect())
     }
 }
 
@@ -288,27 +403,35 @@ fn pairs_to_hash(flat: &[String]) -> HashMap<String, String> {
 
 #[async_trait]
 impl TokenStore for RedisStore {
+    /// One round trip: both keys carry the session's hash tag.
     async fn check(&self, sid: Uuid, jti: Uuid) -> StoreResult<bool> {
-        let (session, revoked) = (self.session_key(sid), self.revoked_key(sid, jti));
-        let (alive, gone): (bool, bool) = self
-            .run(|mut c| async move {
-                redis::pipe()
-                    .exists(&session)
-                    .exists(&revoked)
-                    .query_async(&mut c)
-                    .await
-            })
-            .await?;
+        let mut pipe = redis::pipe();
+        pipe.exists(self.session_key(sid))
+            .exists(self.revoked_key(sid, jti));
+        let (alive, gone): (bool, bool) = self.query(pipe).await?;
         Ok(alive && !gone)
     }
 
+    /// The index entry first, the session second: a session that exists is
+    /// always listed, so `end_user_sessions` finds it even when this login
+    /// and a logout-all interleave. (The converse, an entry whose session
+    /// was never written, is harmless: it is pruned when listed.)
     async fn start_session(&self, s: &SessionRecord, max_sessions: usize) -> StoreResult<()> {
         let ttl = s.expires_at - now_secs();
         if ttl <= 0 {
             return Ok(());
         }
-        let key = self.session_key(s.sid);
-        let user_key = self.user_key(s.user_id);
+        let sid = s.sid.to_string();
+        let mut index = redis::pipe();
+        let index_args = [
+            sid.clone(),
+            s.expires_at.to_string(),
+            now_secs().to_string(),
+            max_sessions.to_string(),
+        ];
+        eval(&mut index, INDEX, &self.user_key(s.user_id), &index_args);
+        let (over,): (Vec<String>,) = self.query(index).await?;
+
         let fields: Vec<(&str, String)> = vec![
             ("user", s.user_id.to_string()),
             ("cur", s.current_jti.to_string()),
@@ -321,37 +444,27 @@ impl TokenStore for RedisStore {
             ("ua", s.user_agent.clone().unwrap_or_default()),
             ("ip", s.ip.clone().unwrap_or_default()),
         ];
-        let sid = s.sid.to_string();
         let mut start = vec![ttl.to_string()];
         for (k, v) in fields {
             start.push(k.to_owned());
             start.push(v);
         }
-        let mut pipe = redis::pipe();
-        eval(&mut pipe, START, &key, &start).ignore();
-        let index_args = [
-            sid,
-            s.expires_at.to_string(),
-            now_secs().to_string(),
-            max_sessions.to_string(),
-        ];
-        eval(&mut pipe, INDEX, &user_key, &index_args);
-        let (over,): (Vec<String>,) = self
-            .run(|mut c| async move { pipe.query_async(&mut c).await })
-            .await?;
+        let mut write = redis::pipe();
+        eval(&mut write, START, &self.session_key(s.sid), &start).ignore();
+        if let Err(e) = self.query::<()>(write).await {
+            // Best effort: the entry would only be pruned later.
+            let _ = self.unlist(s.user_id, std::slice::from_ref(&sid)).await;
+            return Err(e);
+        }
         if over.is_empty() {
             return Ok(());
         }
-        // Beyond the cap: end the oldest sessions, then unlist them.
-        let mut pipe = redis::pipe();
-        for sid in &over {
-            if let Ok(sid) = sid.parse::<Uuid>() {
-                pipe.del(self.session_key(sid)).ignore();
-            }
-        }
-        pipe.zrem(&user_key, &over).ignore();
-        self.run(|mut c| async move { pipe.query_async::<()>(&mut c).await })
-            .await
+        // Beyond the cap: end the oldest sessions, then unlist them (in this
+        // order, so a failure in between leaves them listed, never alive and
+        // unlisted).
+        let ended: Vec<Uuid> = over.iter().filter_map(|v| v.parse().ok()).collect();
+        self.delete_sessions(&ended).await?;
+        self.unlist(s.user_id, &over).await
     }
 
     async fn rotate(&self, req: &RotateRequest) -> StoreResult<Rotation> {
@@ -393,40 +506,43 @@ impl TokenStore for RedisStore {
         if ttl_secs <= 0 {
             return Ok(());
         }
-        let key = self.revoked_key(sid, jti);
-        self.run(|mut c| async move {
-            redis::cmd("SET")
-                .arg(&key)
-                .arg(1)
-                .arg("EX")
-                .arg(ttl_secs)
-                .query_async::<()>(&mut c)
-                .await
-        })
-        .await
+        let mut pipe = redis::pipe();
+        pipe.cmd("SET")
+            .arg(self.revoked_key(sid, jti))
+            .arg(1)
+            .arg("EX")
+            .arg(ttl_secs)
+            .ignore();
+        self.query(pipe).await
     }
 
     async fn session(&self, sid: Uuid) -> StoreResult<Option<SessionRecord>> {
-        let key = self.session_key(sid);
-        let h: HashMap<String, String> = self
-            .run(|mut c| async move { redis::cmd("HGETALL").arg(&key).query_async(&mut c).await })
-            .await?;
+        let mut pipe = redis::pipe();
+        pipe.hgetall(self.session_key(sid));
+        let (h,): (HashMap<String, String>,) = self.query(pipe).await?;
         if h.is_empty() {
             return Ok(None);
         }
         record_from_hash(sid, &h).map(Some)
     }
 
+    /// The session first, then its index entry (a failure in between leaves
+    /// a stale entry, never a live session that is not listed).
     async fn end_session(&self, user_id: Uuid, sid: Uuid) -> StoreResult<bool> {
         let mut pipe = redis::pipe();
-        self.end_session_cmds(&mut pipe, user_id, sid);
-        let (deleted, _): (i64, i64) = self
-            .run(|mut c| async move { pipe.query_async(&mut c).await })
-            .await?;
+        eval(
+            &mut pipe,
+            END_OWN,
+            &self.session_key(sid),
+            &[user_id.to_string()],
+        );
+        let (deleted,): (i64,) = self.query(pipe).await?;
+        self.unlist(user_id, &[sid.to_string()]).await?;
         Ok(deleted > 0)
     }
 
-    /// Revocation of the jti and the end of the session in one round trip.
+    /// The revocation and the end of the session share the session's slot:
+    /// one round trip, then the index entry.
     async fn logout(&self, user_id: Uuid, sid: Uuid, jti: Uuid, ttl_secs: i64) -> StoreResult<()> {
         let mut pipe = redis::pipe();
         if ttl_secs > 0 {
@@ -437,117 +553,77 @@ impl TokenStore for RedisStore {
                 .arg(ttl_secs)
                 .ignore();
         }
-        self.end_session_cmds(&mut pipe, user_id, sid);
-        self.run(|mut c| async move { pipe.query_async::<()>(&mut c).await })
-            .await
+        eval(
+            &mut pipe,
+            END_OWN,
+            &self.session_key(sid),
+            &[user_id.to_string()],
+        )
+        .ignore();
+        self.query::<()>(pipe).await?;
+        self.unlist(user_id, &[sid.to_string()]).await
     }
 
+    /// Reads the index, deletes every listed session (each its own slot),
+    /// then unlists them. A login in flight that is listed after the read
+    /// keeps its session: the account change that called this bumps the
+    /// user's security stamp first, and that login checks the stamp after
+    /// storing its session (`accounts::signin`), so it ends it itself.
     async fn end_user_sessions(&self, user_id: Uuid) -> StoreResult<()> {
-        let user_key = self.user_key(user_id);
-        let sids: Vec<String> = self
-            .run(|mut c| {
-                let user_key = user_key.clone();
-                async move {
-                    redis::cmd("ZRANGE")
-                        .arg(&user_key)
-                        .arg(0)
-                        .arg(-1)
-                        .query_async(&mut c)
-                        .await
-                }
-            })
-            .await?;
-        let mut pipe = redis::pipe();
-        for sid in &sids {
-            if let Ok(sid) = sid.parse::<Uuid>() {
-                pipe.del(self.session_key(sid)).ignore();
-            }
-        }
-        pipe.zrem(&user_key, &sids).ignore();
-        if sids.is_empty() {
+        let listed = self.listed(user_id).await?;
+        if listed.is_empty() {
             return Ok(());
         }
-        self.run(|mut c| async move { pipe.query_async::<()>(&mut c).await })
-            .await
+        let sids: Vec<Uuid> = listed.iter().filter_map(|s| s.parse().ok()).collect();
+        self.delete_sessions(&sids).await?;
+        self.unlist(user_id, &listed).await
     }
 
     async fn sessions(&self, user_id: Uuid) -> StoreResult<Vec<SessionRecord>> {
-        let user_key = self.user_key(user_id);
-        let sids: Vec<String> = self
-            .run(|mut c| {
-                let user_key = user_key.clone();
-                async move {
-                    redis::cmd("ZRANGE")
-                        .arg(&user_key)
-                        .arg(0)
-                        .arg(-1)
-                        .query_async(&mut c)
-                        .await
-                }
-            })
-            .await?;
-        let sids: Vec<Uuid> = sids.iter().filter_map(|s| s.parse().ok()).collect();
+        let listed = self.listed(user_id).await?;
+        let sids: Vec<Uuid> = listed.iter().filter_map(|s| s.parse().ok()).collect();
         if sids.is_empty() {
             return Ok(vec![]);
         }
-        let mut pipe = redis::pipe();
-        for sid in &sids {
-            pipe.cmd("HGETALL").arg(self.session_key(*sid));
-        }
-        let hashes: Vec<HashMap<String, String>> = self
-            .run(|mut c| async move { pipe.query_async(&mut c).await })
-            .await?;
+        let reads = sids.iter().map(|sid| {
+            let mut p = redis::pipe();
+            p.hgetall(self.session_key(*sid));
+            p
+        });
+        let hashes: Vec<(HashMap<String, String>,)> = self.query_each(reads).await?;
         let mut out = Vec::new();
         let mut stale = Vec::new();
-        for (sid, h) in sids.into_iter().zip(hashes) {
+        for (sid, (h,)) in sids.into_iter().zip(hashes) {
             if h.is_empty() {
                 stale.push(sid.to_string());
             } else {
                 out.push(record_from_hash(sid, &h)?);
             }
         }
-        if !stale.is_empty() {
-            self.run(|mut c| async move {
-                redis::cmd("ZREM")
-                    .arg(&user_key)
-                    .arg(&stale)
-                    .query_async::<()>(&mut c)
-                    .await
-            })
-            .await?;
-        }
+        self.unlist(user_id, &stale).await?;
         out.sort_by_key(|s| (s.created_at, s.sid));
         Ok(out)
     }
 
     async fn failures(&self, keys: &[LimitKey]) -> StoreResult<Vec<Option<Failures>>> {
-        if keys.is_empty() {
-            return Ok(vec![]);
-        }
-        let mut pipe = redis::pipe();
-        for key in keys {
+        let reads = keys.iter().map(|key| {
             let key = self.limit_key(key);
-            pipe.get(&key).pttl(&key);
-        }
-        let flat: Vec<redis::Value> = self
-            .run(|mut c| async move { pipe.query_async(&mut c).await })
-            .await?;
-        flat.chunks_exact(2)
-            .map(|pair| {
-                let count: Option<u64> = redis::from_redis_value_ref(&pair[0])
-                    .map_err(|e| StoreError::Corrupt(format!("failure counter: {e}")))?;
-                let ttl_ms: i64 = redis::from_redis_value_ref(&pair[1])
-                    .map_err(|e| StoreError::Corrupt(format!("failure counter ttl: {e}")))?;
-                Ok(match (count, ttl_ms) {
-                    // Expired between the two reads.
-                    (_, -2) | (None, _) => None,
-                    (Some(count), ttl_ms) => Some(Failures {
-                        count,
-                        ttl_ms: ttl_ms.max(0),
-                    }),
-                })
+            let mut p = redis::pipe();
+            p.get(&key).pttl(&key);
+            p
+        });
+        let pairs: Vec<(Option<u64>, i64)> = self.query_each(reads).await?;
+        Ok(pairs
+            .into_iter()
+            .map(|(count, ttl_ms)| match (count, ttl_ms) {
+                // Expired between the two reads.
+                (_, -2) | (None, _) => None,
+                (Some(count), ttl_ms) => Some(Failures {
+                    count,
+                    ttl_ms: ttl_ms.max(0),
+                }),
             })
-            .collect()
+            .collect())
     }
 
     async fn record_failures(
@@ -555,12 +631,8 @@ impl TokenStore for RedisStore {
         keys: &[LimitKey],
         window_secs: u64,
     ) -> StoreResult<Vec<Failures>> {
-        if keys.is_empty() {
-            return Ok(vec![]);
-        }
-        let pipe = self.per_key(RECORD_FAILURE, keys, &[window_secs.max(1)]);
         let out: Vec<(i64, i64)> = self
-            .run(|mut c| async move { pipe.query_async(&mut c).await })
+            .per_key(RECORD_FAILURE, keys, &[window_secs.max(1)])
             .await?;
         if out.len() != keys.len() {
             return Err(StoreError::Corrupt("short record_failures reply".into()));
@@ -575,29 +647,23 @@ impl TokenStore for RedisStore {
     }
 
     async fn forgive_failures(&self, keys: &[LimitKey]) -> StoreResult<()> {
-        if keys.is_empty() {
-            return Ok(());
-        }
-        let pipe = self.per_key(FORGIVE_FAILURE, keys, &[]);
-        self.run(|mut c| async move { pipe.query_async::<Vec<i64>>(&mut c).await })
+        self.per_key::<i64>(FORGIVE_FAILURE, keys, &[])
             .await
             .map(|_| ())
     }
 
     async fn clear_failures(&self, keys: &[LimitKey]) -> StoreResult<()> {
-        if keys.is_empty() {
-            return Ok(());
-        }
-        let mut pipe = redis::pipe();
-        for key in keys {
-            pipe.del(self.limit_key(key)).ignore();
-        }
-        self.run(|mut c| async move { pipe.query_async::<()>(&mut c).await })
-            .await
+        let dels = keys.iter().map(|key| {
+            let mut p = redis::pipe();
+            p.del(self.limit_key(key)).ignore();
+            p
+        });
+        self.query_each::<()>(dels).await.map(|_| ())
     }
 
+    /// On a cluster, PING goes to every node: ready means every slot answers.
     async fn ping(&self) -> StoreResult<()> {
-        self.run(|mut c| async move { redis::cmd("PING").query_async::<String>(&mut c).await })
+        self.run(|mut c| async move { redis::cmd("PING").query_async::<Value>(&mut c).await })
             .await
             .map(|_| ())
     }

@@ -18,7 +18,6 @@ use sessions::*;
 
 use std::{sync::Arc, time::Duration};
 
-use deadpool_redis::redis;
 use tessera::auth::store::{
     Failures, LimitKey, MemoryStore, RedisStore, RotateRequest, Rotation, SessionRecord,
     TokenStore, now_ms, now_secs,
