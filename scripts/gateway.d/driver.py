@@ -406,11 +406,11 @@ def cmd_e(args):
         served = Counter()
         for (up, _), c in upstreams_of(lines, "GET /auth/verify ").items():
             served[up] += c
-        log(f"nginx: GET /auth/verify served by {dict(served)}; {retried} requests passed on to the other replica")
+        log(f"nginx: GET /auth/verify served by {dict(served)} ({retried} of them passed on to the other replica)")
     if args.error_log:
         errs = [line for line in error_tail.new_lines() if "upstream" in line and "[error]" in line]
         kinds = Counter(re.sub(r".*\[error\] [0-9#]+: \*[0-9]+ ", "", e).split(" while ")[0] for e in errs)
-        log(f"nginx error log: {dict(kinds) or 'nothing'}")
+        log(f"nginx error log, upstream errors it absorbed (auth subrequests included): {dict(kinds) or 'none'}")
     bad = {ph: {s: c for s, c in cnt.items() if s != 200} for ph, cnt in statuses.items()}
     check(not bad["before"] and not bad["after"],
           f"non-200 answers or connection errors under the drain: {bad}; first ones: {problems}")
