@@ -353,6 +353,7 @@ def cmd_e(args):
     stop = threading.Event()
     lock = threading.Lock()
     statuses = {"before": Counter(), "after": Counter()}
+    app_ok = Counter()  # 200s of the upstream app, per thread
     problems = []
     phase = ["before"]
 
@@ -368,6 +369,8 @@ def cmd_e(args):
                 r = request(gw, "GET", path, token=access, conn=conn)
                 with lock:
                     statuses[ph][r.status] += 1
+                    if r.status == 200 and path.startswith("/app/"):
+                        app_ok[k] += 1
                     if r.status != 200 and len(problems) < 20:
                         problems.append(f"{ph}: GET {path} -> {r}")
                 if r.headers.get("connection", "").lower() == "close":
@@ -382,6 +385,7 @@ def cmd_e(args):
         conn.close()
 
     access_tail, error_tail = LogTail(args.access_log), LogTail(args.error_log)
+    hits_before = hits(args.app)
     threads = [threading.Thread(target=worker, args=(k,)) for k in range(args.threads)]
     for t in threads:
         t.start()
@@ -414,7 +418,11 @@ def cmd_e(args):
     bad = {ph: {s: c for s, c in cnt.items() if s != 200} for ph, cnt in statuses.items()}
     check(not bad["before"] and not bad["after"],
           f"non-200 answers or connection errors under the drain: {bad}; first ones: {problems}")
-    log("all 200: no 5xx, no 401, no connection reset")
+    delivered = hits(args.app) - hits_before
+    check(delivered == sum(app_ok.values()),
+          f"the upstream app counted {delivered} hits for {sum(app_ok.values())} answered /app/ requests")
+    log(f"all 200: no 5xx, no 401, no connection reset; the upstream app got each of the "
+        f"{delivered} /app/ requests exactly once")
 
 
 def main():
@@ -451,12 +459,12 @@ def main():
     s.add_argument("--admin-password", default=os.environ.get("GW_ADMIN_PASSWORD"))
     s.set_defaults(fn=cmd_d)
     s = sub.add_parser("e", help="SIGTERM one replica under steady load through nginx")
-    common(s, app=False)
+    common(s)
     s.add_argument("--pid", type=int, required=True)
     s.add_argument("--threads", type=int, default=4)
     s.add_argument("--before", type=float, default=3)
     s.add_argument("--after", type=float, default=3)
-    s.add_argument("--max-per-thread", type=int, default=3000)
+    s.add_argument("--max-per-thread", type=int, default=6000)
     s.add_argument("--access-log", help="nginx's access log (report which replica served what)")
     s.add_argument("--error-log", help="nginx's error log (report the upstream errors it absorbed)")
     s.set_defaults(fn=cmd_e)
