@@ -269,18 +269,27 @@ impl ApiResponse for ApiError {
 
 pub type ApiResult<T> = Result<T, ApiError>;
 
+/// The one point where a token store failure meets a request, so the one
+/// place it is counted.
 impl From<crate::auth::store::StoreError> for ApiError {
     fn from(e: crate::auth::store::StoreError) -> Self {
-        crate::metrics::event(crate::metrics::Event::StoreUnavailable);
+        use crate::{auth::store::StoreError, metrics};
+        metrics::event(metrics::Event::StoreUnavailable);
+        metrics::store_error(match e {
+            StoreError::Unavailable(_) => metrics::StoreErrorKind::Unavailable,
+            StoreError::Corrupt(_) => metrics::StoreErrorKind::Corrupt,
+        });
         ApiError::unavailable(e)
     }
 }
 
 /// Unique and foreign-key refusals are 409; a database that cannot be
 /// reached, or whose connection drops in the middle of a query, is 503 (fail
-/// closed, try again); anything else is a bug (500).
+/// closed, try again); anything else is a bug (500). Failures are counted
+/// here, the one point where they meet a request.
 impl From<sea_orm::DbErr> for ApiError {
     fn from(e: sea_orm::DbErr) -> Self {
+        use crate::metrics::{self, DbErrorKind, Event};
         use sea_orm::{DbErr, SqlErr};
         match e.sql_err() {
             Some(SqlErr::UniqueConstraintViolation(_)) => {
@@ -294,21 +303,27 @@ impl From<sea_orm::DbErr> for ApiError {
         if is_sqlite_restrict(&e) {
             return ApiError::Conflict("The record is still referenced by others.".into());
         }
-        match e {
-            DbErr::Conn(_) | DbErr::ConnectionAcquire(_) => {
-                crate::metrics::event(crate::metrics::Event::DatabaseUnavailable);
-                ApiError::unavailable(e)
-            }
-            _ if is_connection_loss(&e) => {
-                crate::metrics::event(crate::metrics::Event::DatabaseUnavailable);
-                ApiError::unavailable(e)
-            }
-            other => {
-                crate::metrics::event(crate::metrics::Event::DatabaseError);
-                ApiError::internal(other)
-            }
+        if is_acquire_timeout(&e) {
+            metrics::db_acquire_timeout();
+        }
+        if matches!(e, DbErr::Conn(_) | DbErr::ConnectionAcquire(_)) || is_connection_loss(&e) {
+            metrics::event(Event::DatabaseUnavailable);
+            metrics::db_error(DbErrorKind::Unavailable);
+            ApiError::unavailable(e)
+        } else {
+            metrics::event(Event::DatabaseError);
+            metrics::db_error(DbErrorKind::Other);
+            ApiError::internal(e)
         }
     }
+}
+
+/// No pool connection within the acquire timeout, as SeaORM reports it or
+/// as SQLx does inside a query.
+fn is_acquire_timeout(e: &sea_orm::DbErr) -> bool {
+    use sea_orm::{ConnAcquireErr, DbErr};
+    matches!(e, DbErr::ConnectionAcquire(ConnAcquireErr::Timeout))
+        || matches!(sqlx_error(e), Some(sea_orm::sqlx::Error::PoolTimedOut))
 }
 
 fn sqlx_error(e: &sea_orm::DbErr) -> Option<&sea_orm::sqlx::Error> {
@@ -373,6 +388,39 @@ mod tests {
                 resp.headers().contains_key(header::WWW_AUTHENTICATE),
                 "{e:?}"
             );
+        }
+    }
+
+    /// The counter `name` in the exposition text (0 when absent).
+    fn count(name: &str) -> u64 {
+        crate::metrics::render()
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Unit tests share the process: counters are compared before/after and
+    /// only ever grow.
+    #[test]
+    fn failures_are_counted_by_kind() {
+        use crate::auth::store::StoreError;
+        use sea_orm::{ConnAcquireErr, DbErr};
+        let corrupt = r#"tessera_store_errors_total{kind="corrupt"}"#;
+        let unavailable = r#"tessera_db_errors_total{kind="unavailable"}"#;
+        let other = r#"tessera_db_errors_total{kind="other"}"#;
+        let timeouts = "tessera_db_pool_acquire_timeouts_total";
+        let before = [corrupt, unavailable, other, timeouts].map(count);
+
+        let e = ApiError::from(StoreError::Corrupt("x".into()));
+        assert!(matches!(e, ApiError::ServiceUnavailable));
+        let e = ApiError::from(DbErr::ConnectionAcquire(ConnAcquireErr::Timeout));
+        assert!(matches!(e, ApiError::ServiceUnavailable));
+        let e = ApiError::from(DbErr::Custom("bug".into()));
+        assert!(matches!(e, ApiError::Internal));
+
+        let after = [corrupt, unavailable, other, timeouts].map(count);
+        for (i, (b, a)) in before.iter().zip(after).enumerate() {
+            assert!(a > *b, "series {i} did not grow: {b} -> {a}");
         }
     }
 

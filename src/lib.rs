@@ -22,14 +22,22 @@ use poem::{Endpoint, EndpointExt, Route};
 
 pub use crate::http::{Hardening, harden, harden_with};
 use crate::{
-    http::{AllowTable, CorsPolicy},
+    http::{AllowTable, CorsPolicy, RouteTemplates},
     state::AppState,
 };
 
 /// The whole HTTP application, used by `main` and by the tests.
 pub fn app(state: Arc<AppState>) -> impl Endpoint + 'static {
     let api = api::service();
-    let allow = Arc::new(AllowTable::from_spec(&api.spec()));
+    let spec_json = api.spec();
+    let allow = Arc::new(AllowTable::from_spec(&spec_json));
+    // The routes below besides the API's own: every path gets a bounded label.
+    let routes = Arc::new(
+        RouteTemplates::from_spec(&spec_json)
+            .with_exact("/openapi.json")
+            .with_exact("/metrics")
+            .with_prefix("/docs"),
+    );
     let docs_csp = http::docs_csp(Some(&api.swagger_ui_html()));
     let docs = api.swagger_ui();
     let spec = api.spec_endpoint();
@@ -44,6 +52,7 @@ pub fn app(state: Arc<AppState>) -> impl Endpoint + 'static {
         cors,
         request_timeout: state.settings.request_timeout,
         docs_csp,
+        routes,
     };
     let routes = Route::new()
         .at("/openapi.json", spec)

@@ -1,19 +1,38 @@
-//! Prometheus metrics (`GET /metrics`, text format 0.0.4): requests by method
-//! and status, request latency, and token events. Process-wide, lock-free on
-//! the hot path except the (method, status) table, which stays tiny.
+//! Prometheus metrics (`GET /metrics`, text format 0.0.4). Process-wide: one
+//! process serves one app (the tests run several, hence counters that only
+//! grow), except the pool gauges, sampled from the scraped app's pool.
+//!
+//! | family | type | labels |
+//! |---|---|---|
+//! | `tessera_http_requests_total` | counter | `method`, `route` (template or `unmatched`), `status` |
+//! | `tessera_http_request_duration_seconds` | histogram | `method`, `route` |
+//! | `tessera_logins_total` | counter | `outcome` (`LoginOutcome`) |
+//! | `tessera_refreshes_total` | counter | `outcome` (`RefreshOutcome`) |
+//! | `tessera_revocations_total` | counter | `cause` (`RevocationCause`) |
+//! | `tessera_store_errors_total` | counter | `kind`: `unavailable`, `corrupt` |
+//! | `tessera_db_errors_total` | counter | `kind`: `unavailable`, `other` |
+//! | `tessera_db_pool_acquire_timeouts_total` | counter | |
+//! | `tessera_db_pool_{size,idle,in_use,max_connections}` | gauge | |
+//! | `tessera_auth_events_total` | counter | `event` (`Event`, the older family) |
+//!
+//! Every label value comes from a closed set (the enums below, route
+//! templates, known methods), so no client can grow the number of series.
 
 use std::{
+    borrow::Cow,
     collections::BTreeMap,
     fmt::Write as _,
     sync::{
-        OnceLock,
+        Arc, OnceLock,
         atomic::{AtomicU64, Ordering},
     },
     time::Duration,
 };
 
 use parking_lot::Mutex;
-use poem::{Response, handler, http::header};
+use poem::{Response, handler, http::header, web::Data};
+
+use crate::state::AppState;
 
 /// Upper bounds (seconds) of the latency histogram buckets.
 const BUCKETS: [f64; 12] = [
@@ -77,110 +96,448 @@ impl Event {
     }
 }
 
+/// A closed set of label values: the enum, its label strings and `ALL`.
+macro_rules! label_set {
+    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident => $label:literal),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum $name {
+            $($(#[$vdoc])* $variant),+
+        }
+
+        impl $name {
+            const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            pub fn label(self) -> &'static str {
+                match self {
+                    $($name::$variant => $label),+
+                }
+            }
+        }
+    };
+}
+
+label_set! {
+    /// How a `POST /auth/login` ended.
+    LoginOutcome {
+        Success => "success",
+        /// Wrong password or unknown account.
+        InvalidCredentials => "invalid_credentials",
+        Blocked => "blocked",
+        RateLimited => "rate_limited",
+        /// Database, token store or password hashing unavailable (503).
+        Unavailable => "unavailable",
+        /// Lost against a change of the account in flight (API.md).
+        AccountChanged => "account_changed",
+        /// Anything else (a bug: 500).
+        Error => "error",
+    }
+}
+
+label_set! {
+    /// How a presented refresh token was judged. Store and database
+    /// failures are counted by their own families, not here.
+    RefreshOutcome {
+        Rotated => "rotated",
+        /// The parent of the current token, within the reuse grace.
+        Grace => "grace",
+        /// An older token: the session is revoked.
+        Reused => "reused",
+        /// No such session any more (ended, revoked, user blocked or gone).
+        Revoked => "revoked",
+        Expired => "expired",
+        /// Bad signature or claims, or another user's session.
+        Invalid => "invalid",
+    }
+}
+
+label_set! {
+    /// Why sessions were ended: one count per action, however many
+    /// sessions it ended.
+    RevocationCause {
+        Logout => "logout",
+        LogoutAll => "logout_all",
+        PasswordChange => "password_change",
+        RoleChange => "role_change",
+        /// A block or an unblock (either ends the sessions).
+        Block => "block",
+        Delete => "delete",
+        /// `DELETE /auth/sessions/{id}`.
+        SessionEnd => "session_end",
+        /// A reused refresh token revoked its session.
+        Reuse => "reuse",
+    }
+}
+
+label_set! {
+    /// Token store failures that reached a request (`StoreError`).
+    StoreErrorKind {
+        Unavailable => "unavailable",
+        Corrupt => "corrupt",
+    }
+}
+
+label_set! {
+    /// Database failures that reached a request; constraint refusals (409)
+    /// are answers, not failures, and are not counted.
+    DbErrorKind {
+        /// Unreachable, connection lost or no pool connection in time (503).
+        Unavailable => "unavailable",
+        /// Anything else (500).
+        Other => "other",
+    }
+}
+
+/// Counts per value of a label set, indexed by the enum's discriminant.
+struct Counts<const N: usize>([AtomicU64; N]);
+
+impl<const N: usize> Counts<N> {
+    fn new() -> Self {
+        Self(std::array::from_fn(|_| AtomicU64::new(0)))
+    }
+
+    fn add(&self, i: usize) {
+        if let Some(c) = self.0.get(i) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn get(&self, i: usize) -> u64 {
+        self.0.get(i).map_or(0, |c| c.load(Ordering::Relaxed))
+    }
+}
+
+#[derive(Default)]
+struct Histogram {
+    /// Cumulative: `buckets[i]` counts observations <= `BUCKETS[i]`.
+    buckets: [u64; BUCKETS.len()],
+    count: u64,
+    sum_micros: u64,
+}
+
+impl Histogram {
+    fn observe(&mut self, elapsed: Duration) {
+        let secs = elapsed.as_secs_f64();
+        for (b, le) in self.buckets.iter_mut().zip(BUCKETS) {
+            if secs <= le {
+                *b += 1;
+            }
+        }
+        self.count += 1;
+        self.sum_micros = self
+            .sum_micros
+            .saturating_add(u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX));
+    }
+}
+
+/// One route template's requests.
+#[derive(Default)]
+struct RouteStats {
+    /// (method, status) -> requests.
+    requests: BTreeMap<(&'static str, u16), u64>,
+    /// Latency by method.
+    latency: BTreeMap<&'static str, Histogram>,
+}
+
 struct Metrics {
-    requests: Mutex<BTreeMap<(String, u16), u64>>,
-    buckets: [AtomicU64; BUCKETS.len()],
-    duration_count: AtomicU64,
-    duration_sum_micros: AtomicU64,
-    events: [AtomicU64; Event::ALL.len()],
+    /// By route template; a template's key is allocated on its first
+    /// request only (looked up by `&str` afterwards).
+    routes: Mutex<BTreeMap<String, RouteStats>>,
+    events: Counts<{ Event::ALL.len() }>,
+    logins: Counts<{ LoginOutcome::ALL.len() }>,
+    refreshes: Counts<{ RefreshOutcome::ALL.len() }>,
+    revocations: Counts<{ RevocationCause::ALL.len() }>,
+    store_errors: Counts<{ StoreErrorKind::ALL.len() }>,
+    db_errors: Counts<{ DbErrorKind::ALL.len() }>,
+    db_acquire_timeouts: AtomicU64,
 }
 
 fn metrics() -> &'static Metrics {
     static METRICS: OnceLock<Metrics> = OnceLock::new();
     METRICS.get_or_init(|| Metrics {
-        requests: Mutex::new(BTreeMap::new()),
-        buckets: std::array::from_fn(|_| AtomicU64::new(0)),
-        duration_count: AtomicU64::new(0),
-        duration_sum_micros: AtomicU64::new(0),
-        events: std::array::from_fn(|_| AtomicU64::new(0)),
+        routes: Mutex::new(BTreeMap::new()),
+        events: Counts::new(),
+        logins: Counts::new(),
+        refreshes: Counts::new(),
+        revocations: Counts::new(),
+        store_errors: Counts::new(),
+        db_errors: Counts::new(),
+        db_acquire_timeouts: AtomicU64::new(0),
     })
 }
 
-/// Records one finished request. Methods outside the standard set are
-/// counted as `OTHER`, so clients cannot grow the table.
-pub fn record_request(method: &str, status: u16, elapsed: Duration) {
+/// Records one finished request under its route template (`http::RouteTemplates`,
+/// never the raw path). Methods outside the standard set are counted as
+/// `OTHER`, so clients cannot grow the table.
+pub fn record_request(route: &str, method: &str, status: u16, elapsed: Duration) {
     const KNOWN: [&str; 7] = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
-    let method = if KNOWN.contains(&method) {
-        method
-    } else {
-        "OTHER"
-    };
-    let m = metrics();
-    *m.requests
-        .lock()
-        .entry((method.to_owned(), status))
-        .or_insert(0) += 1;
-    let secs = elapsed.as_secs_f64();
-    for (i, le) in BUCKETS.iter().enumerate() {
-        if secs <= *le {
-            m.buckets[i].fetch_add(1, Ordering::Relaxed);
-        }
+    let method = KNOWN.into_iter().find(|m| *m == method).unwrap_or("OTHER");
+    let mut routes = metrics().routes.lock();
+    if !routes.contains_key(route) {
+        routes.insert(route.to_owned(), RouteStats::default());
     }
-    m.duration_count.fetch_add(1, Ordering::Relaxed);
-    m.duration_sum_micros
-        .fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
+    let Some(stats) = routes.get_mut(route) else {
+        return;
+    };
+    *stats.requests.entry((method, status)).or_insert(0) += 1;
+    stats.latency.entry(method).or_default().observe(elapsed);
 }
 
 pub fn event(e: Event) {
     if let Some(i) = Event::ALL.iter().position(|x| *x == e) {
-        metrics().events[i].fetch_add(1, Ordering::Relaxed);
+        metrics().events.add(i);
     }
 }
 
-/// The whole exposition text.
+pub fn login(o: LoginOutcome) {
+    metrics().logins.add(o as usize);
+}
+
+pub fn refresh(o: RefreshOutcome) {
+    metrics().refreshes.add(o as usize);
+}
+
+pub fn revocation(c: RevocationCause) {
+    metrics().revocations.add(c as usize);
+}
+
+pub fn store_error(k: StoreErrorKind) {
+    metrics().store_errors.add(k as usize);
+}
+
+pub fn db_error(k: DbErrorKind) {
+    metrics().db_errors.add(k as usize);
+}
+
+/// No pool connection within the acquire timeout: the pool is too small
+/// for the load, or the database is stuck.
+pub fn db_acquire_timeout() {
+    metrics()
+        .db_acquire_timeouts
+        .fetch_add(1, Ordering::Relaxed);
+}
+
+/// The database pool at scrape time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolStats {
+    /// Open connections, idle or in use.
+    pub size: u32,
+    pub idle: u32,
+    pub max: u32,
+}
+
+/// Samples the SQLx pool behind the connection; `None` without one
+/// (disconnected). The variant is matched first: the accessors panic on the
+/// other backend.
+pub fn pool_stats(db: &sea_orm::DatabaseConnection) -> Option<PoolStats> {
+    use sea_orm::DatabaseConnectionType as T;
+    fn stats<DB: sea_orm::sqlx::Database>(pool: &sea_orm::sqlx::Pool<DB>) -> PoolStats {
+        PoolStats {
+            size: pool.size(),
+            idle: u32::try_from(pool.num_idle()).unwrap_or(u32::MAX),
+            max: pool.options().get_max_connections(),
+        }
+    }
+    match &db.inner {
+        T::SqlxPostgresPoolConnection(_) => Some(stats(db.get_postgres_connection_pool())),
+        T::SqlxSqlitePoolConnection(_) => Some(stats(db.get_sqlite_connection_pool())),
+        _ => None,
+    }
+}
+
+/// A label value as the text format wants it (templates are ours, but a
+/// quote or backslash must not break the exposition).
+fn escape(v: &str) -> Cow<'_, str> {
+    if v.contains(['"', '\\', '\n']) {
+        Cow::Owned(
+            v.replace('\\', "\\\\")
+                .replace('"', "\\\"")
+                .replace('\n', "\\n"),
+        )
+    } else {
+        Cow::Borrowed(v)
+    }
+}
+
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+/// A counter family with one label over a closed set, every value present
+/// (zero included), so dashboards and `rate()` see the series from start.
+fn counter_family<E: Copy>(
+    out: &mut String,
+    (name, help, label): (&str, &str, &str),
+    all: &[E],
+    label_of: impl Fn(E) -> &'static str,
+    counts: impl Fn(usize) -> u64,
+) {
+    family(out, name, "counter", help);
+    for (i, v) in all.iter().enumerate() {
+        let _ = writeln!(out, "{name}{{{label}=\"{}\"}} {}", label_of(*v), counts(i));
+    }
+}
+
+/// The process-wide families (everything but the pool gauges).
 pub fn render() -> String {
     let m = metrics();
     let mut out = String::new();
-    out.push_str("# HELP tessera_http_requests_total HTTP requests by method and status.\n");
-    out.push_str("# TYPE tessera_http_requests_total counter\n");
-    for ((method, status), n) in m.requests.lock().iter() {
-        let _ = writeln!(
-            out,
-            "tessera_http_requests_total{{method=\"{method}\",status=\"{status}\"}} {n}"
+    {
+        let routes = m.routes.lock();
+        family(
+            &mut out,
+            "tessera_http_requests_total",
+            "counter",
+            "HTTP requests by route template, method and status.",
         );
-    }
-    out.push_str("# HELP tessera_http_request_duration_seconds Time to answer a request.\n");
-    out.push_str("# TYPE tessera_http_request_duration_seconds histogram\n");
-    for (i, le) in BUCKETS.iter().enumerate() {
-        let _ = writeln!(
-            out,
-            "tessera_http_request_duration_seconds_bucket{{le=\"{le}\"}} {}",
-            m.buckets[i].load(Ordering::Relaxed)
+        for (route, stats) in routes.iter() {
+            let route = escape(route);
+            for ((method, status), n) in &stats.requests {
+                let _ = writeln!(
+                    out,
+                    "tessera_http_requests_total{{method=\"{method}\",route=\"{route}\",status=\"{status}\"}} {n}"
+                );
+            }
+        }
+        let name = "tessera_http_request_duration_seconds";
+        family(
+            &mut out,
+            name,
+            "histogram",
+            "Time to answer a request, by route template and method.",
         );
+        for (route, stats) in routes.iter() {
+            let route = escape(route);
+            for (method, h) in &stats.latency {
+                let labels = format!("method=\"{method}\",route=\"{route}\"");
+                for (n, le) in h.buckets.iter().zip(BUCKETS) {
+                    let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{le}\"}} {n}");
+                }
+                let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {}", h.count);
+                let _ = writeln!(out, "{name}_sum{{{labels}}} {}", h.sum_micros as f64 / 1e6);
+                let _ = writeln!(out, "{name}_count{{{labels}}} {}", h.count);
+            }
+        }
     }
-    let count = m.duration_count.load(Ordering::Relaxed);
-    let _ = writeln!(
-        out,
-        "tessera_http_request_duration_seconds_bucket{{le=\"+Inf\"}} {count}"
+    counter_family(
+        &mut out,
+        (
+            "tessera_auth_events_total",
+            "Login, refresh, logout and store events.",
+            "event",
+        ),
+        &Event::ALL,
+        Event::name,
+        |i| m.events.get(i),
+    );
+    counter_family(
+        &mut out,
+        ("tessera_logins_total", "Logins by outcome.", "outcome"),
+        LoginOutcome::ALL,
+        LoginOutcome::label,
+        |i| m.logins.get(i),
+    );
+    counter_family(
+        &mut out,
+        (
+            "tessera_refreshes_total",
+            "Refresh token presentations by outcome.",
+            "outcome",
+        ),
+        RefreshOutcome::ALL,
+        RefreshOutcome::label,
+        |i| m.refreshes.get(i),
+    );
+    counter_family(
+        &mut out,
+        (
+            "tessera_revocations_total",
+            "Actions that ended sessions, by cause.",
+            "cause",
+        ),
+        RevocationCause::ALL,
+        RevocationCause::label,
+        |i| m.revocations.get(i),
+    );
+    counter_family(
+        &mut out,
+        (
+            "tessera_store_errors_total",
+            "Token store failures that reached a request, by kind.",
+            "kind",
+        ),
+        StoreErrorKind::ALL,
+        StoreErrorKind::label,
+        |i| m.store_errors.get(i),
+    );
+    counter_family(
+        &mut out,
+        (
+            "tessera_db_errors_total",
+            "Database failures that reached a request, by kind.",
+            "kind",
+        ),
+        DbErrorKind::ALL,
+        DbErrorKind::label,
+        |i| m.db_errors.get(i),
+    );
+    family(
+        &mut out,
+        "tessera_db_pool_acquire_timeouts_total",
+        "counter",
+        "Requests that got no database connection within the acquire timeout.",
     );
     let _ = writeln!(
         out,
-        "tessera_http_request_duration_seconds_sum {}",
-        m.duration_sum_micros.load(Ordering::Relaxed) as f64 / 1e6
+        "tessera_db_pool_acquire_timeouts_total {}",
+        m.db_acquire_timeouts.load(Ordering::Relaxed)
     );
-    let _ = writeln!(out, "tessera_http_request_duration_seconds_count {count}");
-    out.push_str("# HELP tessera_auth_events_total Login, refresh, logout and store events.\n");
-    out.push_str("# TYPE tessera_auth_events_total counter\n");
-    for (i, e) in Event::ALL.iter().enumerate() {
-        let _ = writeln!(
-            out,
-            "tessera_auth_events_total{{event=\"{}\"}} {}",
-            e.name(),
-            m.events[i].load(Ordering::Relaxed)
-        );
-    }
     out
 }
 
-/// `GET /metrics` (not in the OpenAPI document, as API.md says).
+/// The gauges of one app's database pool, sampled at scrape time.
+fn render_pool(out: &mut String, pool: Option<PoolStats>) {
+    if let Some(p) = pool {
+        let gauges = [
+            ("tessera_db_pool_size", "Open database connections.", p.size),
+            ("tessera_db_pool_idle", "Idle database connections.", p.idle),
+            (
+                "tessera_db_pool_in_use",
+                "Database connections in use.",
+                // Sampled one after the other: idle may briefly exceed size.
+                p.size.saturating_sub(p.idle),
+            ),
+            (
+                "tessera_db_pool_max_connections",
+                "Configured maximum of database connections.",
+                p.max,
+            ),
+        ];
+        for (name, help, v) in gauges {
+            family(out, name, "gauge", help);
+            let _ = writeln!(out, "{name} {v}");
+        }
+    }
+}
+
+/// The exposition text of the app whose pool is `pool`.
+pub fn render_with_pool(pool: Option<PoolStats>) -> String {
+    let mut out = render();
+    render_pool(&mut out, pool);
+    out
+}
+
+/// `GET /metrics` (not in the OpenAPI document, as API.md says). The pool
+/// gauges are sampled here, at scrape time.
 #[handler]
-pub fn endpoint() -> Response {
+pub fn endpoint(state: Data<&Arc<AppState>>) -> Response {
     Response::builder()
         .header(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )
-        .body(render())
+        .body(render_with_pool(pool_stats(&state.db)))
 }
 
 #[cfg(test)]
@@ -189,13 +546,50 @@ mod tests {
 
     #[test]
     fn exposition_has_the_series() {
-        record_request("GET", 200, Duration::from_millis(3));
-        record_request("BREW", 405, Duration::from_millis(1));
+        record_request("/employees/{id}", "GET", 200, Duration::from_millis(3));
+        record_request("unmatched", "BREW", 405, Duration::from_millis(1));
         event(Event::RefreshReused);
-        let text = render();
-        assert!(text.contains("tessera_http_requests_total{method=\"GET\",status=\"200\"}"));
-        assert!(text.contains("tessera_http_requests_total{method=\"OTHER\",status=\"405\"}"));
-        assert!(text.contains("tessera_http_request_duration_seconds_bucket{le=\"+Inf\"}"));
-        assert!(text.contains("tessera_auth_events_total{event=\"refresh_reused\"}"));
+        login(LoginOutcome::RateLimited);
+        let text = render_with_pool(Some(PoolStats {
+            size: 3,
+            idle: 1,
+            max: 10,
+        }));
+        for series in [
+            r#"tessera_http_requests_total{method="GET",route="/employees/{id}",status="200"}"#,
+            r#"tessera_http_requests_total{method="OTHER",route="unmatched",status="405"}"#,
+            r#"tessera_http_request_duration_seconds_bucket{method="GET",route="/employees/{id}",le="+Inf"}"#,
+            r#"tessera_http_request_duration_seconds_count{method="GET",route="/employees/{id}"}"#,
+            r#"tessera_auth_events_total{event="refresh_reused"}"#,
+            r#"tessera_logins_total{outcome="rate_limited"}"#,
+            r#"tessera_refreshes_total{outcome="grace"} "#,
+            r#"tessera_revocations_total{cause="session_end"} "#,
+            r#"tessera_store_errors_total{kind="corrupt"} "#,
+            r#"tessera_db_errors_total{kind="other"} "#,
+            "tessera_db_pool_acquire_timeouts_total ",
+            "tessera_db_pool_in_use 2\n",
+            "tessera_db_pool_max_connections 10\n",
+        ] {
+            assert!(text.contains(series), "{series} missing from\n{text}");
+        }
+        assert!(!render().contains("tessera_db_pool_size"));
+    }
+
+    #[test]
+    fn histogram_buckets_are_cumulative() {
+        let mut h = Histogram::default();
+        h.observe(Duration::from_millis(3));
+        h.observe(Duration::from_secs(20));
+        assert_eq!(h.buckets[0], 0);
+        assert_eq!(h.buckets[2], 1, "0.005 holds the 3 ms one");
+        assert_eq!(h.buckets[BUCKETS.len() - 1], 1, "20 s is only in +Inf");
+        assert_eq!(h.count, 2);
+        assert_eq!(h.sum_micros, 20_003_000);
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(escape("/a"), "/a");
+        assert_eq!(escape("a\"b\\c"), "a\\\"b\\\\c");
     }
 }

@@ -29,7 +29,7 @@ use super::{new_stamp, role_of};
 use crate::{
     auth::{claims::Role, limits::Limiter, store::LimitKey},
     error::ApiError,
-    metrics::{Event, event},
+    metrics::{self, Event, RevocationCause, event},
     state::AppState,
     validation,
 };
@@ -134,7 +134,10 @@ pub async fn change_password(
     }
     .await;
     match changed {
-        Ok(Some(_)) => attempt.succeeded().await,
+        Ok(Some(_)) => {
+            metrics::revocation(RevocationCause::PasswordChange);
+            attempt.succeeded().await
+        }
         Ok(None) => {
             attempt.not_counted().await;
             Err(ApiError::TokenRevoked)
@@ -171,14 +174,27 @@ pub async fn admin_update(
     if let Some(b) = change.blocked.filter(|_| block_changes) {
         model.blocked = Set(b);
     }
-    apply(state, id, Change::Update(Box::new(model))).await
+    let after = apply(state, id, Change::Update(Box::new(model))).await?;
+    if after.is_some() {
+        // One action, one count: a block with a role change is a block.
+        metrics::revocation(if block_changes {
+            RevocationCause::Block
+        } else {
+            RevocationCause::RoleChange
+        });
+    }
+    Ok(after)
 }
 
 /// Hard delete: the email and username become free, owned rows go with the
 /// user (foreign keys with cascade), every session ends. Returns whether the
 /// user existed.
 pub async fn delete(state: &AppState, id: Uuid) -> Result<bool, ApiError> {
-    Ok(apply(state, id, Change::Delete).await?.is_some())
+    let existed = apply(state, id, Change::Delete).await?.is_some();
+    if existed {
+        metrics::revocation(RevocationCause::Delete);
+    }
+    Ok(existed)
 }
 
 /// Ends every session of the user, winning against logins in flight.
@@ -188,5 +204,6 @@ pub async fn logout_all(state: &AppState, id: Uuid) -> Result<(), ApiError> {
         state.tokens.end_user_sessions(id).await?;
     }
     event(Event::Logout);
+    metrics::revocation(RevocationCause::LogoutAll);
     Ok(())
 }

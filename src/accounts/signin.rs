@@ -6,16 +6,41 @@ use super::{Identifier, authenticate, find, role_of};
 use crate::{
     auth::{claims::Claims, limits::Limiter, tokens::ClientMeta, tokens::IssuedTokens},
     error::ApiError,
-    metrics::{Event, event},
+    metrics::{self, Event, LoginOutcome, RefreshOutcome, event},
     state::AppState,
 };
+
+/// `attempt_login`, counted by outcome.
+pub async fn login(
+    state: &AppState,
+    ident: &Identifier,
+    password: SecretString,
+    meta: ClientMeta,
+) -> Result<IssuedTokens, ApiError> {
+    let result = attempt_login(state, ident, password, meta).await;
+    metrics::login(login_outcome(&result));
+    result
+}
+
+fn login_outcome<T>(result: &Result<T, ApiError>) -> LoginOutcome {
+    match result {
+        Ok(_) => LoginOutcome::Success,
+        Err(ApiError::InvalidCredentials) => LoginOutcome::InvalidCredentials,
+        Err(ApiError::UserBlocked) => LoginOutcome::Blocked,
+        Err(ApiError::TooManyRequests { .. }) => LoginOutcome::RateLimited,
+        Err(ApiError::ServiceUnavailable) => LoginOutcome::Unavailable,
+        // A lost login that could tell neither block nor password change.
+        Err(ApiError::TokenRevoked) => LoginOutcome::AccountChanged,
+        Err(_) => LoginOutcome::Error,
+    }
+}
 
 /// Checks the credentials and starts a session. A change that ends the
 /// user's sessions (`changes`) while the password was being checked wins:
 /// once the session is stored, the row is read again, and a replaced
 /// security stamp ends the new session (see `changes` for why this order
 /// closes the race).
-pub async fn login(
+async fn attempt_login(
     state: &AppState,
     ident: &Identifier,
     password: SecretString,
@@ -67,6 +92,7 @@ pub async fn refresh(state: &AppState, presented: &Claims) -> Result<IssuedToken
                 .tokens
                 .end_session(presented.sub, presented.sid)
                 .await?;
+            metrics::refresh(RefreshOutcome::Revoked);
             return Err(ApiError::TokenRevoked);
         }
     };

@@ -255,7 +255,7 @@ impl AuthApi {
         auth: Access,
         id: Path<Uuid>,
     ) -> ApiResult<NoContent> {
-        if state.tokens.end_session(auth.0.sub, id.0).await? {
+        if state.tokens.revoke_session(auth.0.sub, id.0).await? {
             Ok(NoContent::Done)
         } else {
             Err(ApiError::NotFound("No such session.".into()))

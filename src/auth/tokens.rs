@@ -14,7 +14,7 @@ use super::{
 };
 use crate::{
     error::ApiError,
-    metrics::{Event, event},
+    metrics::{self, Event, RefreshOutcome, RevocationCause, event},
 };
 
 /// What login and refresh hand out.
@@ -162,28 +162,33 @@ impl TokenEngine {
             new_iat: now_secs(),
             grace_ms: self.settings.reuse_grace_ms,
         };
-        let session = match self.store.rotate(&req).await? {
+        let (session, outcome) = match self.store.rotate(&req).await? {
             Rotation::Rotated(s) => {
                 event(Event::RefreshRotated);
-                s
+                (s, RefreshOutcome::Rotated)
             }
             Rotation::WithinGrace(s) => {
                 event(Event::RefreshWithinGrace);
-                s
+                (s, RefreshOutcome::Grace)
             }
             Rotation::Reused => {
                 event(Event::RefreshReused);
+                metrics::refresh(RefreshOutcome::Reused);
+                metrics::revocation(RevocationCause::Reuse);
                 tracing::warn!(sid = %presented.sid, user = %presented.sub, "refresh token reuse: session revoked");
                 return Err(ApiError::TokenReused);
             }
             Rotation::Gone => {
                 event(Event::RefreshRevoked);
+                metrics::refresh(RefreshOutcome::Revoked);
                 return Err(ApiError::TokenRevoked);
             }
         };
         if session.user_id != presented.sub {
+            metrics::refresh(RefreshOutcome::Invalid);
             return Err(ApiError::TokenInvalid);
         }
+        metrics::refresh(outcome);
         self.issue(&session, role, false)
     }
 
@@ -200,12 +205,24 @@ impl TokenEngine {
     /// Verifies a refresh token's signature and claims; the store decides at
     /// rotation. Within the leeway after `exp` the token is still expired:
     /// its session ended at `exp`, and "revoked" would be the wrong answer.
+    /// Refused tokens are counted here (they never reach `rotate`).
     pub fn verify_refresh(&self, token: &str) -> Result<Claims, ApiError> {
-        let claims = self.keys.verify(token, TokenType::Refresh)?;
-        if claims.exp <= now_secs() {
-            return Err(ApiError::TokenExpired);
+        let verified = self
+            .keys
+            .verify(token, TokenType::Refresh)
+            .and_then(|claims| {
+                if claims.exp <= now_secs() {
+                    Err(ApiError::TokenExpired)
+                } else {
+                    Ok(claims)
+                }
+            });
+        match &verified {
+            Ok(_) => {}
+            Err(ApiError::TokenExpired) => metrics::refresh(RefreshOutcome::Expired),
+            Err(_) => metrics::refresh(RefreshOutcome::Invalid),
         }
-        Ok(claims)
+        verified
     }
 
     /// Revokes this access token and ends its session.
@@ -215,6 +232,7 @@ impl TokenEngine {
             .logout(claims.sub, claims.sid, claims.jti, ttl)
             .await?;
         event(Event::Logout);
+        metrics::revocation(RevocationCause::Logout);
         Ok(())
     }
 
@@ -227,6 +245,16 @@ impl TokenEngine {
     /// someone else's.
     pub async fn end_session(&self, user_id: Uuid, sid: Uuid) -> StoreResult<bool> {
         self.store.end_session(user_id, sid).await
+    }
+
+    /// `end_session` asked for by the user (`DELETE /auth/sessions/{id}`),
+    /// counted as a revocation; the internal uses above are not.
+    pub async fn revoke_session(&self, user_id: Uuid, sid: Uuid) -> StoreResult<bool> {
+        let ended = self.end_session(user_id, sid).await?;
+        if ended {
+            metrics::revocation(RevocationCause::SessionEnd);
+        }
+        Ok(ended)
     }
 
     /// The user's live sessions, oldest first.

@@ -1,4 +1,4 @@
-//! HTTP plumbing around the API: request ids and access logs, the one
+//! HTTP plumbing around the API: request ids, access logs and route labels, the one
 //! translation of framework errors into API.md's JSON, request limits, and
 //! the hygiene layers (security headers, CORS).
 
@@ -8,6 +8,7 @@ mod errors;
 mod headers;
 mod limits;
 mod request_id;
+mod routes;
 mod stack;
 
 pub use client_ip::client_ip;
@@ -16,4 +17,5 @@ pub use errors::*;
 pub use headers::*;
 pub use limits::*;
 pub use request_id::*;
+pub use routes::{RouteTemplates, UNMATCHED};
 pub use stack::{Hardening, harden, harden_with};

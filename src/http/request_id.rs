@@ -1,6 +1,9 @@
-//! Request ids (echoed or generated) and the one log line per request.
+//! Request ids (echoed or generated), and the one log line and metrics
+//! sample per request.
 
 use std::{sync::Arc, time::Instant};
+
+use super::RouteTemplates;
 
 use poem::{Endpoint, IntoResponse, Request, Response, http::HeaderValue};
 use uuid::Uuid;
@@ -14,8 +17,13 @@ fn valid_request_id(v: &HeaderValue) -> Option<String> {
 }
 
 /// Outermost layer: every response carries `x-request-id`, and one log line
-/// per request (path without query: tokens must never reach the logs).
-pub async fn request_id<E: Endpoint>(ep: Arc<E>, req: Request) -> poem::Result<Response> {
+/// per request (path without query: tokens must never reach the logs), with
+/// the route template that also labels the request's metrics.
+pub async fn request_id<E: Endpoint>(
+    ep: Arc<E>,
+    req: Request,
+    routes: Arc<RouteTemplates>,
+) -> poem::Result<Response> {
     let id = req
         .headers()
         .get(REQUEST_ID)
@@ -31,13 +39,17 @@ pub async fn request_id<E: Endpoint>(ep: Arc<E>, req: Request) -> poem::Result<R
     if let Ok(v) = HeaderValue::from_str(&id) {
         resp.headers_mut().insert(REQUEST_ID, v);
     }
-    crate::metrics::record_request(method.as_str(), resp.status().as_u16(), started.elapsed());
+    let elapsed = started.elapsed();
+    let route = routes.label(&path);
+    let status = resp.status().as_u16();
+    crate::metrics::record_request(route, method.as_str(), status, elapsed);
     tracing::info!(
         request_id = %id,
         %method,
+        route,
         path = %loggable_path(&path),
-        status = resp.status().as_u16(),
-        ms = started.elapsed().as_millis() as u64,
+        status,
+        ms = elapsed.as_millis() as u64,
         "request"
     );
     Ok(resp)

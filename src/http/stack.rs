@@ -4,7 +4,7 @@ use std::{sync::Arc, time::Duration};
 
 use poem::{Endpoint, EndpointExt, http::HeaderValue, middleware::CatchPanic};
 
-use super::{AllowTable, CorsLayer, CorsPolicy};
+use super::{AllowTable, CorsLayer, CorsPolicy, RouteTemplates};
 use crate::error::ApiError;
 
 /// What `harden_with` needs besides the routes.
@@ -19,10 +19,13 @@ pub struct Hardening {
     pub request_timeout: Duration,
     /// Content-Security-Policy of /docs (see `super::docs_csp`).
     pub docs_csp: String,
+    /// Route labels of metrics and access logs.
+    pub routes: Arc<RouteTemplates>,
 }
 
 impl Hardening {
-    /// The defaults: no CORS, 30 s per request, Swagger UI CSP without hashes.
+    /// The defaults: no CORS, 30 s per request, Swagger UI CSP without hashes,
+    /// no route templates (every request labelled `unmatched`).
     pub fn new(max_body: usize, allow: Arc<AllowTable>) -> Self {
         Self {
             max_body,
@@ -30,6 +33,7 @@ impl Hardening {
             cors: None,
             request_timeout: Duration::from_secs(30),
             docs_csp: super::docs_csp(None),
+            routes: Arc::default(),
         }
     }
 }
@@ -53,6 +57,7 @@ pub fn harden_with<E: Endpoint + 'static>(routes: E, h: Hardening) -> impl Endpo
         cors,
         request_timeout,
         docs_csp,
+        routes: templates,
     } = h;
     let docs_csp = HeaderValue::from_str(&docs_csp)
         .unwrap_or_else(|_| HeaderValue::from_static(super::API_CSP));
@@ -70,5 +75,5 @@ pub fn harden_with<E: Endpoint + 'static>(routes: E, h: Hardening) -> impl Endpo
         .boxed();
     CorsLayer::new(inner, cors)
         .around(move |ep, req| super::security_headers(ep, req, docs_csp.clone()))
-        .around(super::request_id)
+        .around(move |ep, req| super::request_id(ep, req, templates.clone()))
 }

@@ -3,6 +3,7 @@
 //! app per test on a free port with a fresh database and Redis key prefix.
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod process;
 
 use std::{
@@ -32,6 +33,8 @@ pub enum Backend {
     SqliteMemory,
     /// PostgreSQL + Redis.
     PostgresRedis,
+    /// PostgreSQL + a 3-master Redis Cluster (`TESSERA_REDIS_CLUSTER`).
+    PostgresCluster,
 }
 
 /// Runs an async test body once per backend.
@@ -51,6 +54,14 @@ macro_rules! both_backends {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
                     super::$name($crate::helpers::Backend::PostgresRedis).await
+                }
+            )*
+        }
+        mod postgres_cluster {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::helpers::Backend::PostgresCluster).await
                 }
             )*
         }
@@ -384,6 +395,16 @@ pub async fn test_config(backend: Backend) -> Config {
         Backend::PostgresRedis => {
             c.database_url = fresh_postgres_db().await;
             c.redis_url = Some(shared_redis_url().to_owned());
+            c.redis_prefix = format!("t{}:", Uuid::new_v4().simple());
+        }
+        Backend::PostgresCluster => {
+            c.database_url = fresh_postgres_db().await;
+            // Started synchronously (it waits for the nodes).
+            let url = tokio::task::spawn_blocking(|| cluster::shared_cluster_url().to_owned())
+                .await
+                .expect("start the Redis Cluster");
+            c.redis_url = Some(url);
+            c.redis_cluster = true;
             c.redis_prefix = format!("t{}:", Uuid::new_v4().simple());
         }
     }

@@ -412,26 +412,22 @@ impl TokenStore for RedisStore {
         Ok(alive && !gone)
     }
 
-    /// The index entry first, the session second: a session that exists is
-    /// always listed, so `end_user_sessions` finds it even when this login
-    /// and a logout-all interleave. (The converse, an entry whose session
-    /// was never written, is harmless: it is pruned when listed.)
+    /// The session first, its index entry second. In this order a logout-all
+    /// that runs in between cannot miss the session for good: its read of
+    /// the index either comes after the entry (and ends the session) or
+    /// before it, and then the account change's second pass after its commit
+    /// sees the entry, or this login, reading the security stamp after both
+    /// steps, sees the change and ends the session itself
+    /// (`accounts::changes`, `accounts::signin`). The other order loses: an
+    /// index entry listed and removed before its session is written leaves a
+    /// live, unlisted session. If the second step fails the login fails (no
+    /// token of the session ever leaves the service), and the session is
+    /// deleted on a best-effort basis.
     async fn start_session(&self, s: &SessionRecord, max_sessions: usize) -> StoreResult<()> {
         let ttl = s.expires_at - now_secs();
         if ttl <= 0 {
             return Ok(());
         }
-        let sid = s.sid.to_string();
-        let mut index = redis::pipe();
-        let index_args = [
-            sid.clone(),
-            s.expires_at.to_string(),
-            now_secs().to_string(),
-            max_sessions.to_string(),
-        ];
-        eval(&mut index, INDEX, &self.user_key(s.user_id), &index_args);
-        let (over,): (Vec<String>,) = self.query(index).await?;
-
         let fields: Vec<(&str, String)> = vec![
             ("user", s.user_id.to_string()),
             ("cur", s.current_jti.to_string()),
@@ -451,11 +447,23 @@ impl TokenStore for RedisStore {
         }
         let mut write = redis::pipe();
         eval(&mut write, START, &self.session_key(s.sid), &start).ignore();
-        if let Err(e) = self.query::<()>(write).await {
-            // Best effort: the entry would only be pruned later.
-            let _ = self.unlist(s.user_id, std::slice::from_ref(&sid)).await;
-            return Err(e);
-        }
+        self.query::<()>(write).await?;
+
+        let mut index = redis::pipe();
+        let index_args = [
+            s.sid.to_string(),
+            s.expires_at.to_string(),
+            now_secs().to_string(),
+            max_sessions.to_string(),
+        ];
+        eval(&mut index, INDEX, &self.user_key(s.user_id), &index_args);
+        let over: Vec<String> = match self.query::<(Vec<String>,)>(index).await {
+            Ok((over,)) => over,
+            Err(e) => {
+                let _ = self.delete_sessions(&[s.sid]).await;
+                return Err(e);
+            }
+        };
         if over.is_empty() {
             return Ok(());
         }

@@ -162,13 +162,7 @@ pub(super) async fn redis_failure_keys_expire(store: Store, redis: RedisInfo) {
 
     // A counter that somehow lost its expiry gets one back at the next failure.
     let k = format!("{prefix}login:acct:{user}");
-    let mut con = redis_conn(&url).await;
-    redis::cmd("SET")
-        .arg(&k)
-        .arg(3)
-        .query_async::<()>(&mut con)
-        .await
-        .unwrap();
+    raw_cmd::<()>(&url, redis::cmd("SET").arg(&k).arg(3)).await;
     let f = store.record_failures(&keys[..1], 900).await.unwrap()[0];
     assert_eq!(f.count, 4);
     assert_all_expire(&keys_with_ttl(&url, &prefix).await, "after healing");

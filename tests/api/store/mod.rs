@@ -44,6 +44,19 @@ async fn redis_backend() -> (Store, RedisInfo) {
     (Arc::new(store), Some((url, prefix)))
 }
 
+/// The store on the shared 3-master Redis Cluster; `RedisInfo`'s url is the
+/// comma-separated seed list.
+async fn redis_cluster_backend() -> (Store, RedisInfo) {
+    let url =
+        tokio::task::spawn_blocking(|| crate::helpers::cluster::shared_cluster_url().to_owned())
+            .await
+            .expect("start the Redis Cluster");
+    let prefix = format!("sc{}:", Uuid::new_v4().simple());
+    let seeds: Vec<&str> = url.split(',').collect();
+    let store = RedisStore::new_cluster(&seeds, &prefix).expect("create cluster RedisStore");
+    (Arc::new(store), Some((url, prefix)))
+}
+
 macro_rules! store_suite {
     (both: [$($name:ident),* $(,)?], redis_only: [$($rname:ident),* $(,)?] $(,)?) => {
         mod memory_store {
@@ -67,6 +80,22 @@ macro_rules! store_suite {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $rname() {
                     let (store, redis) = super::redis_backend().await;
+                    super::$rname(store, redis).await
+                }
+            )*
+        }
+        mod redis_cluster_store {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let (store, redis) = super::redis_cluster_backend().await;
+                    super::$name(store, redis).await
+                }
+            )*
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $rname() {
+                    let (store, redis) = super::redis_cluster_backend().await;
                     super::$rname(store, redis).await
                 }
             )*
@@ -192,38 +221,58 @@ async fn redis_conn(url: &str) -> redis::aio::MultiplexedConnection {
         .expect("connect to redis")
 }
 
-/// Every key under `prefix` with its TTL (seconds; -1 = none, -2 = missing).
+/// One command on the Redis (or, for a seed list, the Redis Cluster) of `url`.
+async fn raw_cmd<T: redis::FromRedisValue>(url: &str, cmd: &redis::Cmd) -> T {
+    if url.contains(',') {
+        let mut con = redis::cluster::ClusterClient::new(url.split(',').collect::<Vec<_>>())
+            .expect("cluster client")
+            .get_async_connection()
+            .await
+            .expect("connect to the cluster");
+        cmd.query_async(&mut con).await.expect("cluster command")
+    } else {
+        let mut con = redis_conn(url).await;
+        cmd.query_async(&mut con).await.expect("redis command")
+    }
+}
+
+/// Every key under `prefix` with its TTL (seconds; -1 = none, -2 = missing),
+/// from every node of `url` (one Redis, or each node of a cluster seed list:
+/// a node lists and answers for its own slots only).
 async fn keys_with_ttl(url: &str, prefix: &str) -> Vec<(String, i64)> {
-    let mut con = redis_conn(url).await;
-    let mut keys: Vec<String> = Vec::new();
-    let mut cursor: u64 = 0;
-    loop {
-        let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(format!("{prefix}*"))
-            .arg("COUNT")
-            .arg(1000)
-            .query_async(&mut con)
-            .await
-            .expect("SCAN");
-        keys.extend(batch);
-        if next == 0 {
-            break;
+    let mut out = Vec::new();
+    for node in url.split(',') {
+        let mut con = redis_conn(node).await;
+        let mut keys: Vec<String> = Vec::new();
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(format!("{prefix}*"))
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut con)
+                .await
+                .expect("SCAN");
+            keys.extend(batch);
+            if next == 0 {
+                break;
+            }
+            cursor = next;
         }
-        cursor = next;
+        keys.sort();
+        keys.dedup();
+        for k in keys {
+            let ttl: i64 = redis::cmd("TTL")
+                .arg(&k)
+                .query_async(&mut con)
+                .await
+                .expect("TTL");
+            out.push((k, ttl));
+        }
     }
-    keys.sort();
-    keys.dedup();
-    let mut out = Vec::with_capacity(keys.len());
-    for k in keys {
-        let ttl: i64 = redis::cmd("TTL")
-            .arg(&k)
-            .query_async(&mut con)
-            .await
-            .expect("TTL");
-        out.push((k, ttl));
-    }
+    out.sort();
     out
 }
 
