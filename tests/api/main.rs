@@ -7,6 +7,7 @@ mod admin;
 mod auth_flow;
 mod catalog;
 mod cli;
+mod cluster;
 mod employees;
 mod errors;
 mod faults;

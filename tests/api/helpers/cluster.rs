@@ -158,10 +158,30 @@ impl RedisCluster {
             if ok {
                 return;
             }
-            assert!(
-                Instant::now() < deadline,
-                "Redis Cluster not ok within {within:?}"
-            );
+            if Instant::now() >= deadline {
+                let states: Vec<String> = self
+                    .ports
+                    .iter()
+                    .zip(&self.children)
+                    .filter(|(_, c)| c.is_some())
+                    .map(|(p, _)| {
+                        let info = redis_cli(*p, &["cluster", "info"]);
+                        let pick = |k: &str| {
+                            info.lines()
+                                .find(|l| l.starts_with(k))
+                                .unwrap_or("")
+                                .trim()
+                                .to_owned()
+                        };
+                        format!(
+                            "{p}: {} {}",
+                            pick("cluster_state"),
+                            pick("cluster_slots_ok")
+                        )
+                    })
+                    .collect();
+                panic!("Redis Cluster not ok within {within:?}: {states:?}");
+            }
             std::thread::sleep(Duration::from_millis(100));
         }
     }
