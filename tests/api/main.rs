@@ -20,6 +20,7 @@ mod openapi;
 mod outage;
 mod production;
 mod races;
+mod redis_tls;
 mod rules;
 mod sessions;
 mod shutdown;
