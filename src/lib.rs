@@ -56,7 +56,7 @@ pub fn app(state: Arc<AppState>) -> impl Endpoint + 'static {
     };
     let routes = Route::new()
         .at("/openapi.json", spec)
-        .at("/metrics", poem::get(metrics::endpoint))
+        .at("/metrics", poem::get(metrics_endpoint))
         .nest("/docs", docs)
         .nest("/", api)
         .data(state);
@@ -66,4 +66,16 @@ pub fn app(state: Arc<AppState>) -> impl Endpoint + 'static {
 /// The OpenAPI document as YAML (what `tessera openapi` prints).
 pub fn openapi_yaml() -> String {
     api::service().spec_yaml()
+}
+
+/// `GET /metrics` (not in the OpenAPI document, as API.md says). The pool
+/// gauges are sampled here, at scrape time.
+#[poem::handler]
+fn metrics_endpoint(state: poem::web::Data<&Arc<AppState>>) -> poem::Response {
+    poem::Response::builder()
+        .header(
+            poem::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )
+        .body(metrics::render_with_pool(metrics::pool_stats(&state.db)))
 }

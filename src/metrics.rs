@@ -23,16 +23,13 @@ use std::{
     collections::BTreeMap,
     fmt::Write as _,
     sync::{
-        Arc, OnceLock,
+        OnceLock,
         atomic::{AtomicU64, Ordering},
     },
     time::Duration,
 };
 
 use parking_lot::Mutex;
-use poem::{Response, handler, http::header, web::Data};
-
-use crate::state::AppState;
 
 /// Upper bounds (seconds) of the latency histogram buckets.
 const BUCKETS: [f64; 12] = [
@@ -528,18 +525,6 @@ pub fn render_with_pool(pool: Option<PoolStats>) -> String {
     let mut out = render();
     render_pool(&mut out, pool);
     out
-}
-
-/// `GET /metrics` (not in the OpenAPI document, as API.md says). The pool
-/// gauges are sampled here, at scrape time.
-#[handler]
-pub fn endpoint(state: Data<&Arc<AppState>>) -> Response {
-    Response::builder()
-        .header(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )
-        .body(render_with_pool(pool_stats(&state.db)))
 }
 
 #[cfg(test)]
