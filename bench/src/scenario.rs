@@ -1,0 +1,410 @@
+//! Scenarios: the setup each needs (accounts, tokens, rows) and the one
+//! request a worker repeats. Setup failures are fatal (`anyhow`); answers
+//! during the run are only ever counted.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail};
+use clap::ValueEnum;
+use reqwest::{Client, Method, RequestBuilder};
+use serde_json::{Value, json};
+
+use crate::stats::Outcome;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Scenario {
+    /// GET `--path` (default `/`) without credentials: the `bench baseline` floor.
+    Floor,
+    /// GET /auth/verify with a Bearer access token.
+    Verify,
+    /// GET /users/me with a Bearer access token.
+    Me,
+    /// POST /auth/login {email, password} (Argon2-bound).
+    Login,
+    /// POST /auth/refresh, one rotating chain per connection.
+    Refresh,
+    /// GET /employees?per_page=20 after creating 20 employees.
+    EmployeesList,
+    /// POST /employees {name, position}.
+    EmployeesCreate,
+}
+
+impl Scenario {
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::Floor => "floor",
+            Scenario::Verify => "verify",
+            Scenario::Me => "me",
+            Scenario::Login => "login",
+            Scenario::Refresh => "refresh",
+            Scenario::EmployeesList => "employees-list",
+            Scenario::EmployeesCreate => "employees-create",
+        }
+    }
+}
+
+/// One keep-alive HTTP/1.1 connection: a worker's own client holds at most
+/// one idle connection and the worker has at most one request in flight.
+pub fn connection(timeout: Duration) -> Result<Client> {
+    Client::builder()
+        .http1_only()
+        .pool_max_idle_per_host(1)
+        .tcp_nodelay(true)
+        .timeout(timeout)
+        .build()
+        .context("building HTTP client")
+}
+
+#[derive(Clone, Debug)]
+pub struct Account {
+    pub email: String,
+    pub password: String,
+}
+
+#[derive(Clone, Debug)]
+struct Tokens {
+    access: String,
+    refresh: String,
+}
+
+/// Sends `req`, reads the whole body (so the connection can be reused).
+async fn exchange(req: RequestBuilder) -> (Outcome, Option<Vec<u8>>) {
+    let resp = match req.send().await {
+        Ok(r) => r,
+        Err(_) => return (Outcome::Transport, None),
+    };
+    let status = resp.status();
+    let body = match resp.bytes().await {
+        Ok(b) => b.to_vec(),
+        Err(_) => return (Outcome::Transport, None),
+    };
+    if status.is_success() {
+        (Outcome::Ok, Some(body))
+    } else {
+        (Outcome::Status(status.as_u16()), Some(body))
+    }
+}
+
+fn tokens_of(body: &[u8]) -> Option<Tokens> {
+    let v: Value = serde_json::from_slice(body).ok()?;
+    Some(Tokens {
+        access: v.get("access_token")?.as_str()?.to_owned(),
+        refresh: v.get("refresh_token")?.as_str()?.to_owned(),
+    })
+}
+
+/// Setup-time calls: any failure ends the run before it starts.
+struct Setup {
+    client: Client,
+    base: String,
+}
+
+impl Setup {
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        bearer: Option<&str>,
+        body: Option<Value>,
+    ) -> Result<Vec<u8>> {
+        let mut req = self
+            .client
+            .request(method.clone(), format!("{}{path}", self.base));
+        if let Some(t) = bearer {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req
+            .send()
+            .await
+            .with_context(|| format!("{method} {path}: no answer"))?;
+        let status = resp.status();
+        let bytes = resp
+            .bytes()
+            .await
+            .with_context(|| format!("{method} {path}: reading answer"))?;
+        if !status.is_success() {
+            bail!(
+                "{method} {path}: {status}: {}",
+                String::from_utf8_lossy(&bytes)
+            );
+        }
+        Ok(bytes.to_vec())
+    }
+
+    async fn register(&self) -> Result<Account> {
+        let tag = uuid::Uuid::new_v4().simple().to_string();
+        let username = format!("bench_{}", &tag[..20]);
+        let account = Account {
+            email: format!("{username}@bench.example.com"),
+            password: format!("bench-pw-{tag}"),
+        };
+        self.call(
+            Method::POST,
+            "/auth/register",
+            None,
+            Some(
+                json!({"username": username, "email": account.email, "password": account.password}),
+            ),
+        )
+        .await?;
+        Ok(account)
+    }
+
+    async fn login(&self, a: &Account) -> Result<Tokens> {
+        let body = self
+            .call(Method::POST, "/auth/login", None, Some(login_body(a)))
+            .await?;
+        tokens_of(&body)
+            .ok_or_else(|| anyhow!("POST /auth/login: no access_token/refresh_token in answer"))
+    }
+}
+
+fn login_body(a: &Account) -> Value {
+    json!({"email": a.email, "password": a.password})
+}
+
+/// What one worker sends, and the state it carries between requests.
+pub enum Worker {
+    Get {
+        client: Client,
+        url: String,
+        bearer: Option<String>,
+    },
+    Login {
+        client: Client,
+        url: String,
+        body: Value,
+    },
+    Refresh {
+        client: Client,
+        base: String,
+        account: Account,
+        token: String,
+        /// Chains restarted by a fresh login after a failed rotation.
+        restarts: u64,
+    },
+    CreateEmployee {
+        client: Client,
+        url: String,
+        bearer: String,
+        prefix: String,
+        n: u64,
+    },
+}
+
+impl Worker {
+    /// One timed request.
+    pub async fn step(&mut self) -> Outcome {
+        match self {
+            Worker::Get {
+                client,
+                url,
+                bearer,
+            } => {
+                let mut req = client.get(url.as_str());
+                if let Some(t) = bearer {
+                    req = req.bearer_auth(t);
+                }
+                exchange(req).await.0
+            }
+            Worker::Login { client, url, body } => {
+                exchange(client.post(url.as_str()).json(body)).await.0
+            }
+            Worker::CreateEmployee {
+                client,
+                url,
+                bearer,
+                prefix,
+                n,
+            } => {
+                *n += 1;
+                let body = json!({"name": format!("{prefix}-{n}"), "position": "benchmark"});
+                exchange(
+                    client
+                        .post(url.as_str())
+                        .bearer_auth(bearer.as_str())
+                        .json(&body),
+                )
+                .await
+                .0
+            }
+            Worker::Refresh {
+                client,
+                base,
+                account,
+                token,
+                restarts,
+            } => {
+                let req = client
+                    .post(format!("{base}/auth/refresh"))
+                    .bearer_auth(token.as_str());
+                let outcome = match exchange(req).await {
+                    (Outcome::Ok, Some(body)) => match tokens_of(&body) {
+                        Some(t) => {
+                            *token = t.refresh;
+                            Outcome::Ok
+                        }
+                        None => Outcome::BadBody,
+                    },
+                    (Outcome::Ok, None) => Outcome::BadBody,
+                    (other, _) => other,
+                };
+                if outcome != Outcome::Ok {
+                    // The chain may be spent (a lost answer still rotated
+                    // it): start a new one, outside the timed request.
+                    let login = client
+                        .post(format!("{base}/auth/login"))
+                        .json(&login_body(account));
+                    if let (Outcome::Ok, Some(body)) = exchange(login).await
+                        && let Some(t) = tokens_of(&body)
+                    {
+                        *token = t.refresh;
+                        *restarts += 1;
+                    }
+                }
+                outcome
+            }
+        }
+    }
+
+    pub fn restarts(&self) -> u64 {
+        match self {
+            Worker::Refresh { restarts, .. } => *restarts,
+            _ => 0,
+        }
+    }
+}
+
+/// Accounts, tokens and rows for `scenario`, then one worker per connection.
+pub async fn prepare(
+    scenario: Scenario,
+    base: &str,
+    path: &str,
+    connections: usize,
+    timeout: Duration,
+) -> Result<Vec<Worker>> {
+    let base = base.trim_end_matches('/').to_owned();
+    let setup = Setup {
+        client: connection(timeout)?,
+        base: base.clone(),
+    };
+    let mut workers = Vec::with_capacity(connections);
+    match scenario {
+        Scenario::Floor => {
+            for _ in 0..connections {
+                workers.push(Worker::Get {
+                    client: connection(timeout)?,
+                    url: format!("{base}{path}"),
+                    bearer: None,
+                });
+            }
+        }
+        Scenario::Verify | Scenario::Me | Scenario::EmployeesList => {
+            let account = setup.register().await?;
+            let tokens = setup.login(&account).await?;
+            let url = match scenario {
+                Scenario::Verify => format!("{base}/auth/verify"),
+                Scenario::Me => format!("{base}/users/me"),
+                _ => {
+                    for i in 0..20 {
+                        setup
+                            .call(
+                                Method::POST,
+                                "/employees",
+                                Some(&tokens.access),
+                                Some(json!({"name": format!("seed-{i}"), "position": "benchmark"})),
+                            )
+                            .await?;
+                    }
+                    format!("{base}/employees?per_page=20")
+                }
+            };
+            for _ in 0..connections {
+                workers.push(Worker::Get {
+                    client: connection(timeout)?,
+                    url: url.clone(),
+                    bearer: Some(tokens.access.clone()),
+                });
+            }
+        }
+        Scenario::Login => {
+            // One account per connection: the server counts each attempt as
+            // a failure until its password checks out (limits.rs), so more
+            // than TESSERA_LOGIN_MAX_FAILURES (5) logins in flight on one
+            // account get 429. The per-IP limit (50) still binds above 50
+            // connections from one address. Past
+            // TESSERA_MAX_SESSIONS_PER_USER the oldest sessions end.
+            if connections > 50 {
+                eprintln!(
+                    "bench: more than 50 logins in flight from one address trip the per-IP limit \
+                     unless the server runs with TESSERA_LOGIN_MAX_FAILURES_PER_IP=0"
+                );
+            }
+            for (account, _) in accounts(&setup, connections, false).await? {
+                workers.push(Worker::Login {
+                    client: connection(timeout)?,
+                    url: format!("{base}/auth/login"),
+                    body: login_body(&account),
+                });
+            }
+        }
+        Scenario::EmployeesCreate => {
+            let account = setup.register().await?;
+            let tokens = setup.login(&account).await?;
+            let run = uuid::Uuid::new_v4().simple().to_string();
+            for w in 0..connections {
+                workers.push(Worker::CreateEmployee {
+                    client: connection(timeout)?,
+                    url: format!("{base}/employees"),
+                    bearer: tokens.access.clone(),
+                    prefix: format!("bench-{}-{w}", &run[..8]),
+                    n: 0,
+                });
+            }
+        }
+        Scenario::Refresh => {
+            // One account per connection: each chain is its own session and
+            // no connection's logins evict another's.
+            for (account, tokens) in accounts(&setup, connections, true).await? {
+                let Some(tokens) = tokens else {
+                    bail!("setup: login gave no tokens");
+                };
+                workers.push(Worker::Refresh {
+                    client: connection(timeout)?,
+                    base: base.clone(),
+                    account,
+                    token: tokens.refresh,
+                    restarts: 0,
+                });
+            }
+        }
+    }
+    Ok(workers)
+}
+
+/// `n` fresh accounts, registered (and logged in, with `login`) concurrently.
+async fn accounts(setup: &Setup, n: usize, login: bool) -> Result<Vec<(Account, Option<Tokens>)>> {
+    let mut pending = tokio::task::JoinSet::new();
+    for _ in 0..n {
+        let setup = Setup {
+            client: setup.client.clone(),
+            base: setup.base.clone(),
+        };
+        pending.spawn(async move {
+            let account = setup.register().await?;
+            let tokens = match login {
+                true => Some(setup.login(&account).await?),
+                false => None,
+            };
+            anyhow::Ok((account, tokens))
+        });
+    }
+    let mut out = Vec::with_capacity(n);
+    while let Some(done) = pending.join_next().await {
+        out.push(done.context("setup task")??);
+    }
+    Ok(out)
+}
