@@ -94,15 +94,18 @@ fn master_of(cluster: &RedisCluster, replica: u16) -> u16 {
         .unwrap_or_else(|| panic!("cannot read the master of {replica}: {role}"))
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+async fn blocking<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
     tokio::task::spawn_blocking(f)
         .await
-        .expect("blocking step panicked")
+        .unwrap_or_else(|e| panic!("{what}: {e}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn store_survives_resharding_failover_and_restart() {
-    let cluster = blocking(|| RedisCluster::start(3, 1)).await;
+    let cluster = blocking("cluster start", || {
+        RedisCluster::start(3, 1, crate::helpers::cluster::FAILOVER_NODE_TIMEOUT_MS)
+    })
+    .await;
     let url = cluster.url();
     let cluster = Arc::new(parking_lot::Mutex::new(cluster));
     let app = Arc::new(
@@ -123,7 +126,7 @@ async fn store_survives_resharding_failover_and_restart() {
     let stop = Arc::new(AtomicBool::new(false));
     let load = background_load(&app, &users, &stop);
     let c = cluster.clone();
-    blocking(move || {
+    blocking("resharding", move || {
         let c = c.lock();
         let (masters, _) = c.roles();
         let (from, to) = (node_id(&c, masters[0]), node_id(&c, masters[1]));
@@ -163,7 +166,7 @@ async fn store_survives_resharding_failover_and_restart() {
 
     // 2. A manual failover: a replica takes over its master's slots.
     let c = cluster.clone();
-    blocking(move || {
+    blocking("manual failover", move || {
         let c = c.lock();
         let (_, replicas) = c.roles();
         let replica = replicas[0];
@@ -186,7 +189,7 @@ async fn store_survives_resharding_failover_and_restart() {
     // 3. A master dies: its replica is promoted; then the dead node comes
     // back (as a replica of its successor).
     let c = cluster.clone();
-    let killed = blocking(move || {
+    let killed = blocking("killing a master", move || {
         let mut c = c.lock();
         let (masters, replicas) = c.roles();
         // A master that has a replica, so its slots survive.
@@ -206,7 +209,7 @@ async fn store_survives_resharding_failover_and_restart() {
     app.verify(&fresh.access).await.assert_status(200);
 
     let c = cluster.clone();
-    blocking(move || {
+    blocking("restarting it", move || {
         let mut c = c.lock();
         c.restart(killed);
         c.wait_until_ok(Duration::from_secs(30));

@@ -10,12 +10,16 @@ use std::{
 
 use super::{Cleanup, register_cleanup, wait_for_port};
 
-/// How long a node may be unreachable before the cluster fails it over:
-/// short, so the failover test is quick.
-const NODE_TIMEOUT_MS: u64 = 1000;
+/// How long a node may be unreachable before the cluster marks it failed.
+/// Short for the failover test; long for the shared cluster, which has no
+/// replicas and must not go down because a loaded machine was slow to
+/// answer a gossip ping.
+pub const FAILOVER_NODE_TIMEOUT_MS: u64 = 3000;
+const SHARED_NODE_TIMEOUT_MS: u64 = 30_000;
 
 pub struct RedisCluster {
     pub ports: Vec<u16>,
+    node_timeout_ms: u64,
     children: Vec<Option<Child>>,
     dir: PathBuf,
 }
@@ -52,12 +56,13 @@ fn redis_cli(port: u16, args: &[&str]) -> String {
 }
 
 impl RedisCluster {
-    pub fn start(masters: usize, replicas_per_master: usize) -> Self {
+    pub fn start(masters: usize, replicas_per_master: usize, node_timeout_ms: u64) -> Self {
         let dir = std::env::temp_dir().join(format!("tessera-cluster-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&dir).expect("cluster temp dir");
         let n = masters * (1 + replicas_per_master);
         let mut cluster = Self {
             ports: Vec::with_capacity(n),
+            node_timeout_ms,
             children: Vec::with_capacity(n),
             dir,
         };
@@ -111,7 +116,7 @@ impl RedisCluster {
                 "--cluster-config-file",
                 &conf.to_string_lossy(),
                 "--cluster-node-timeout",
-                &NODE_TIMEOUT_MS.to_string(),
+                &self.node_timeout_ms.to_string(),
                 "--save",
                 "",
                 "--appendonly",
@@ -262,5 +267,5 @@ impl Drop for RedisCluster {
 /// key prefix): its seed list.
 pub fn shared_cluster_url() -> &'static str {
     static URL: OnceLock<String> = OnceLock::new();
-    URL.get_or_init(|| RedisCluster::start(3, 0).leak())
+    URL.get_or_init(|| RedisCluster::start(3, 0, SHARED_NODE_TIMEOUT_MS).leak())
 }
