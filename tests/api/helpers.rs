@@ -130,7 +130,7 @@ pub fn free_port() -> u16 {
         .expect("no free loopback port")
 }
 
-fn wait_for_port(port: u16, what: &str) {
+pub fn wait_for_port(port: u16, what: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
         if TcpStream::connect(("127.0.0.1", port)).is_ok() {
@@ -139,6 +139,26 @@ fn wait_for_port(port: u16, what: &str) {
         std::thread::sleep(Duration::from_millis(50));
     }
     panic!("{what} did not start listening on port {port}");
+}
+
+/// Starts `redis-server` on loopback without persistence, with `args` (the
+/// port, cluster or TLS options) and `dir` as its working directory.
+pub fn spawn_redis_server(dir: Option<&Path>, args: &[&str]) -> Child {
+    let mut cmd = Command::new("redis-server");
+    if let Some(dir) = dir {
+        cmd.current_dir(dir);
+    }
+    cmd.args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot run redis-server ({e}): install it with `apt-get install redis-server` \
+                 (scripts/test does this)"
+            )
+        })
 }
 
 /// A private redis-server; killed when the handle is dropped or at exit.
@@ -153,26 +173,7 @@ impl RedisServer {
     }
 
     pub fn start_on(port: u16) -> Self {
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "cannot run redis-server ({e}): install it with `apt-get install redis-server` \
-                     (scripts/test does this)"
-                )
-            });
+        let child = spawn_redis_server(None, &["--port", &port.to_string()]);
         wait_for_port(port, "redis-server");
         Self {
             port,

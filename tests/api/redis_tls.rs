@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 use crate::helpers::{
     PASSWORD, SECRET, free_port,
     process::{Proc, tessera},
+    spawn_redis_server, wait_for_port,
 };
 
 fn openssl(dir: &Path, args: &[&str]) {
@@ -103,32 +104,25 @@ impl Drop for Killed {
 
 fn tls_redis(dir: &Path) -> (Killed, u16) {
     let port = free_port();
-    let child = Command::new("redis-server")
-        .current_dir(dir)
-        .args([
+    let tls_port = port.to_string();
+    let child = spawn_redis_server(
+        Some(dir),
+        &[
             "--port",
             "0",
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
+            "--tls-port",
+            &tls_port,
+            "--tls-cert-file",
+            "srv.pem",
+            "--tls-key-file",
+            "srv.key",
+            "--tls-ca-cert-file",
+            "ca.pem",
+            "--tls-auth-clients",
             "no",
-        ])
-        .args(["--tls-port", &port.to_string()])
-        .args(["--tls-cert-file", "srv.pem", "--tls-key-file", "srv.key"])
-        .args(["--tls-ca-cert-file", "ca.pem", "--tls-auth-clients", "no"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!("cannot run redis-server ({e}): install it with `apt-get install redis-server`")
-        });
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "TLS redis-server did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+        ],
+    );
+    wait_for_port(port, "redis-server (TLS)");
     (Killed(child), port)
 }
 

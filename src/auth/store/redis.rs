@@ -289,6 +289,16 @@ impl RedisStore {
         format!("{}user:{{{user_id}}}:index", self.prefix)
     }
 
+    /// Marks an access token revoked for `ttl_secs` (> 0): its remaining life.
+    fn revoke_cmd(&self, pipe: &mut Pipeline, sid: Uuid, jti: Uuid, ttl_secs: i64) {
+        pipe.cmd("SET")
+            .arg(self.revoked_key(sid, jti))
+            .arg(1)
+            .arg("EX")
+            .arg(ttl_secs)
+            .ignore();
+    }
+
     fn limit_key(&self, key: &LimitKey) -> String {
         format!("{}{key}", self.prefix)
     }
@@ -516,12 +526,7 @@ impl TokenStore for RedisStore {
             return Ok(());
         }
         let mut pipe = redis::pipe();
-        pipe.cmd("SET")
-            .arg(self.revoked_key(sid, jti))
-            .arg(1)
-            .arg("EX")
-            .arg(ttl_secs)
-            .ignore();
+        self.revoke_cmd(&mut pipe, sid, jti, ttl_secs);
         self.query(pipe).await
     }
 
@@ -555,12 +560,7 @@ impl TokenStore for RedisStore {
     async fn logout(&self, user_id: Uuid, sid: Uuid, jti: Uuid, ttl_secs: i64) -> StoreResult<()> {
         let mut pipe = redis::pipe();
         if ttl_secs > 0 {
-            pipe.cmd("SET")
-                .arg(self.revoked_key(sid, jti))
-                .arg(1)
-                .arg("EX")
-                .arg(ttl_secs)
-                .ignore();
+            self.revoke_cmd(&mut pipe, sid, jti, ttl_secs);
         }
         eval(
             &mut pipe,

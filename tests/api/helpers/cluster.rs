@@ -104,33 +104,22 @@ impl RedisCluster {
 
     fn spawn(&self, port: u16) -> Child {
         let conf = self.dir.join(format!("nodes-{port}.conf"));
-        Command::new("redis-server")
-            .current_dir(&self.dir)
-            .args([
+        let port = port.to_string();
+        let conf = conf.to_string_lossy();
+        let timeout = self.node_timeout_ms.to_string();
+        super::spawn_redis_server(
+            Some(&self.dir),
+            &[
                 "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
+                &port,
                 "--cluster-enabled",
                 "yes",
                 "--cluster-config-file",
-                &conf.to_string_lossy(),
+                &conf,
                 "--cluster-node-timeout",
-                &self.node_timeout_ms.to_string(),
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "cannot run redis-server ({e}): install it with `apt-get install redis-server` \
-                     (scripts/test does this)"
-                )
-            })
+                &timeout,
+            ],
+        )
     }
 
     /// The seed list for `REDIS_URL` with `TESSERA_REDIS_CLUSTER=true`.
