@@ -45,7 +45,15 @@ pub async fn connect_db(url: &str) -> anyhow::Result<DatabaseConnection> {
         .sqlx_logging(false);
     if url.starts_with("sqlite:") {
         // One writer at a time avoids SQLITE_BUSY under concurrent requests.
-        opts.max_connections(1);
+        // WAL with synchronous=NORMAL: a commit appends to the log instead of
+        // syncing a rollback journal, and stays durable against a process
+        // crash (a power loss may drop the last commits, never corrupt).
+        opts.max_connections(1).map_sqlx_sqlite_opts(|o| {
+            use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+            o.journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .busy_timeout(std::time::Duration::from_secs(5))
+        });
     }
     Database::connect(opts)
         .await

@@ -278,3 +278,32 @@ async fn evicting_redis_is_counted() {
     let text = app.get("/metrics", None).await.text;
     assert!(metric(&text) > before, "not counted:\n{text}");
 }
+
+/// SQLite runs in WAL mode with synchronous=NORMAL (a commit does not sync a
+/// rollback journal).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_runs_in_wal_mode() {
+    use sea_orm::{ConnectionTrait, Statement};
+    let app = spawn_app(Backend::SqliteMemory).await;
+    let db = &app.state.db;
+    let pragma =
+        |name: &str| Statement::from_string(db.get_database_backend(), format!("PRAGMA {name}"));
+    let mode = db
+        .query_one_raw(pragma("journal_mode"))
+        .await
+        .expect("PRAGMA journal_mode")
+        .expect("a row");
+    assert_eq!(mode.try_get_by_index::<String>(0).expect("text"), "wal");
+    let sync = db
+        .query_one_raw(pragma("synchronous"))
+        .await
+        .expect("PRAGMA synchronous")
+        .expect("a row");
+    // 1 = NORMAL
+    assert_eq!(sync.try_get_by_index::<i32>(0).expect("integer"), 1);
+    // And it works: a registration is stored and read back.
+    let t = app.user("wal").await;
+    app.get("/users/me", Some(&t.access))
+        .await
+        .assert_status(200);
+}
