@@ -349,6 +349,25 @@ impl RedisStore {
         self.query(pipe).await
     }
 
+    /// Runs `pipe` (commands on one session's slot), then drops `sid` from
+    /// the user's index, in that order (a failure in between leaves a stale
+    /// entry, never a live session that is not listed). On a single Redis
+    /// both go in one pipeline: one connection executes them in order.
+    async fn query_then_unlist<T: redis::FromRedisValue>(
+        &self,
+        mut pipe: Pipeline,
+        user_id: Uuid,
+        sid: Uuid,
+    ) -> StoreResult<T> {
+        if let Conn::Single(_) = self.conn {
+            pipe.zrem(self.user_key(user_id), sid.to_string()).ignore();
+            return self.query(pipe).await;
+        }
+        let out = self.query(pipe).await?;
+        self.unlist(user_id, &[sid.to_string()]).await?;
+        Ok(out)
+    }
+
     async fn listed(&self, user_id: Uuid) -> StoreResult<Vec<String>> {
         let mut pipe = redis::pipe();
         pipe.zrange(self.user_key(user_id), 0, -1);
@@ -550,13 +569,12 @@ impl TokenStore for RedisStore {
             &self.session_key(sid),
             &[user_id.to_string()],
         );
-        let (deleted,): (i64,) = self.query(pipe).await?;
-        self.unlist(user_id, &[sid.to_string()]).await?;
+        let (deleted,): (i64,) = self.query_then_unlist(pipe, user_id, sid).await?;
         Ok(deleted > 0)
     }
 
-    /// The revocation and the end of the session share the session's slot:
-    /// one round trip, then the index entry.
+    /// The revocation and the end of the session share the session's slot;
+    /// the index entry follows (one round trip on a single Redis).
     async fn logout(&self, user_id: Uuid, sid: Uuid, jti: Uuid, ttl_secs: i64) -> StoreResult<()> {
         let mut pipe = redis::pipe();
         if ttl_secs > 0 {
@@ -569,8 +587,7 @@ impl TokenStore for RedisStore {
             &[user_id.to_string()],
         )
         .ignore();
-        self.query::<()>(pipe).await?;
-        self.unlist(user_id, &[sid.to_string()]).await
+        self.query_then_unlist::<()>(pipe, user_id, sid).await
     }
 
     /// Reads the index, deletes every listed session (each its own slot),
