@@ -77,5 +77,11 @@ fn metrics_endpoint(state: poem::web::Data<&Arc<AppState>>) -> poem::Response {
             poem::http::header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )
-        .body(metrics::render_with_pool(metrics::pool_stats(&state.db)))
+        .body(metrics::render_with_pool(
+            [Some(&state.db), state.read_pool.as_ref()]
+                .into_iter()
+                .flatten()
+                .filter_map(metrics::pool_stats)
+                .reduce(metrics::PoolStats::plus),
+        ))
 }

@@ -325,6 +325,17 @@ pub struct PoolStats {
     pub max: u32,
 }
 
+impl PoolStats {
+    /// Both of SQLite's pools (writer and readers) as one.
+    pub fn plus(self, other: Self) -> Self {
+        Self {
+            size: self.size + other.size,
+            idle: self.idle + other.idle,
+            max: self.max + other.max,
+        }
+    }
+}
+
 /// Samples the SQLx pool behind the connection; `None` without one
 /// (disconnected). The variant is matched first: the accessors panic on the
 /// other backend.

@@ -32,7 +32,10 @@ pub struct Settings {
 }
 
 pub struct AppState {
+    /// Every write, and every read that decides a write.
     pub db: DatabaseConnection,
+    /// Read-only connections of a file SQLite database (`reader`).
+    pub read_pool: Option<DatabaseConnection>,
     pub tokens: TokenEngine,
     pub passwords: Passwords,
     pub settings: Settings,
@@ -57,6 +60,36 @@ pub async fn connect_db(url: &str) -> anyhow::Result<DatabaseConnection> {
     }
     Database::connect(opts)
         .await
+        .context("cannot connect to the database (DATABASE_URL)")
+}
+
+/// Read-only connections of a file SQLite database: in WAL mode readers
+/// never block the writer nor each other.
+const SQLITE_READERS: u32 = 4;
+
+/// `AppState::read_pool`, opened once the writer has created and migrated
+/// the database. `None` where reads share the writer's pool: PostgreSQL
+/// (whose pool serves both), and in-memory SQLite (which exists only on its
+/// own connection).
+pub async fn connect_reader(url: &str) -> anyhow::Result<Option<DatabaseConnection>> {
+    if !url.starts_with("sqlite:") || url.contains(":memory:") || url.contains("mode=memory") {
+        return Ok(None);
+    }
+    let mut opts = ConnectOptions::new(url.to_owned());
+    opts.connect_timeout(std::time::Duration::from_secs(5))
+        .acquire_timeout(std::time::Duration::from_secs(5))
+        .max_connections(SQLITE_READERS)
+        .sqlx_logging(false)
+        .map_sqlx_sqlite_opts(|o| {
+            // Read-only: a write sent here by mistake fails loudly instead
+            // of racing the writer for the lock.
+            o.read_only(true)
+                .create_if_missing(false)
+                .busy_timeout(std::time::Duration::from_secs(5))
+        });
+    Database::connect(opts)
+        .await
+        .map(Some)
         .context("cannot connect to the database (DATABASE_URL)")
 }
 
@@ -143,6 +176,12 @@ fn key_ring(config: &Config) -> anyhow::Result<KeyRing> {
 }
 
 impl AppState {
+    /// For reads that decide nothing: on SQLite they then never queue
+    /// behind the one writer. Reads that decide a write use `db`.
+    pub fn reader(&self) -> &DatabaseConnection {
+        self.read_pool.as_ref().unwrap_or(&self.db)
+    }
+
     /// Connects, migrates and assembles the state. Warns once for each
     /// embedded default that is unfit for production.
     pub async fn build(config: &Config) -> anyhow::Result<Arc<Self>> {
@@ -166,6 +205,7 @@ impl AppState {
         }
         let db = connect_db(&config.database_url).await?;
         migrate(&db, &config.database_url).await?;
+        let read_pool = connect_reader(&config.database_url).await?;
 
         let store: Arc<dyn TokenStore> = match &config.redis_url {
             Some(url) => {
@@ -212,6 +252,7 @@ impl AppState {
         };
         Ok(Arc::new(Self {
             db,
+            read_pool,
             tokens,
             passwords,
             settings: Settings {

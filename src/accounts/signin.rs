@@ -48,7 +48,7 @@ async fn attempt_login(
 ) -> Result<IssuedTokens, ApiError> {
     let limiter = Limiter::new(&*state.tokens.store, state.settings.login_limits);
     let user = authenticate(
-        &state.db,
+        state.reader(),
         &state.passwords,
         &limiter,
         ident,
@@ -60,7 +60,7 @@ async fn attempt_login(
         .tokens
         .start_session(user.id, role_of(&user), meta)
         .await?;
-    let lost = match find(&state.db, user.id).await {
+    let lost = match find(state.reader(), user.id).await {
         Ok(Some(now)) if now.security_stamp == user.security_stamp => {
             event(Event::LoginSucceeded);
             return Ok(issued);
@@ -85,7 +85,7 @@ async fn attempt_login(
 /// outage answers 503 before anything is spent; a blocked or deleted user's
 /// session is over (`TokenRevoked`).
 pub async fn refresh(state: &AppState, presented: &Claims) -> Result<IssuedTokens, ApiError> {
-    let user = match find(&state.db, presented.sub).await? {
+    let user = match find(state.reader(), presented.sub).await? {
         Some(u) if !u.blocked => u,
         _ => {
             state

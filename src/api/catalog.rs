@@ -137,7 +137,7 @@ impl CatalogApi {
         per_page: Query<Option<i64>>,
     ) -> ApiResult<Json<Page<Category>>> {
         let paging = crate::paging::Paging::new(page.0, per_page.0)?;
-        let (items, total) = catalog::list_categories(&state.db, paging).await?;
+        let (items, total) = catalog::list_categories(state.reader(), paging).await?;
         Ok(Json(Page::of(items, paging, total)))
     }
 
@@ -171,7 +171,9 @@ impl CatalogApi {
         id: Path<Id>,
     ) -> ApiResult<Json<Category>> {
         let id = id.0.uuid()?;
-        Ok(Json(catalog::get_category(&state.db, id).await?.into()))
+        Ok(Json(
+            catalog::get_category(state.reader(), id).await?.into(),
+        ))
     }
 
     /// Rename a category.
@@ -225,7 +227,7 @@ impl CatalogApi {
     ) -> ApiResult<Json<ProductPage>> {
         let paging = crate::paging::Paging::new(page.0, per_page.0)?;
         let category = category_id.0.map(|c| c.uuid()).transpose()?;
-        let (items, total) = catalog::list_products(&state.db, category, paging).await?;
+        let (items, total) = catalog::list_products(state.reader(), category, paging).await?;
         let limited = auth.0.is_none();
         let items = items
             .into_iter()
@@ -282,7 +284,7 @@ impl CatalogApi {
         id: Path<Id>,
     ) -> ApiResult<Json<Product>> {
         let id = id.0.uuid()?;
-        Ok(Json(catalog::get_product(&state.db, id).await?.into()))
+        Ok(Json(catalog::get_product(state.reader(), id).await?.into()))
     }
 
     /// Change a product; absent or null fields stay.

@@ -90,7 +90,7 @@ impl EmployeesApi {
         per_page: Query<Option<i64>>,
     ) -> ApiResult<Json<Page<Employee>>> {
         let paging = crate::paging::Paging::new(page.0, per_page.0)?;
-        let (items, total) = employees::list(&state.db, auth.0.sub, paging).await?;
+        let (items, total) = employees::list(state.reader(), auth.0.sub, paging).await?;
         Ok(Json(Page::of(items, paging, total)))
     }
 
@@ -117,7 +117,7 @@ impl EmployeesApi {
     ) -> ApiResult<Json<Employee>> {
         let id = id.0.uuid()?;
         Ok(Json(
-            employees::get(&state.db, auth.0.sub, id).await?.into(),
+            employees::get(state.reader(), auth.0.sub, id).await?.into(),
         ))
     }
 

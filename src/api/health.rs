@@ -34,6 +34,9 @@ impl HealthApi {
     #[oai(path = "/readyz", method = "get", operation_id = "readyz")]
     async fn readyz(&self, state: Data<&Arc<AppState>>) -> Result<Ready, ApiError> {
         state.db.ping().await.map_err(ApiError::unavailable)?;
+        if let Some(readers) = &state.read_pool {
+            readers.ping().await.map_err(ApiError::unavailable)?;
+        }
         state.tokens.store.ping().await?;
         Ok(Ready::Ready(Json(Status {
             status: "ready".into(),

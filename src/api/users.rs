@@ -73,18 +73,18 @@ pub struct AdminUpdate {
 pub struct UsersApi;
 
 async fn me(
-    state: &AppState,
+    db: &sea_orm::DatabaseConnection,
     claims: &crate::auth::claims::Claims,
 ) -> ApiResult<entity::user::Model> {
     // A token can outlive nothing: deleting a user ends their sessions,
     // so a missing row here means a race with deletion.
-    accounts::find(&state.db, claims.sub)
+    accounts::find(db, claims.sub)
         .await?
         .ok_or(ApiError::TokenRevoked)
 }
 
 async fn update_me(state: &AppState, auth: Access, body: UpdateMe) -> ApiResult<Json<User>> {
-    let current = me(state, &auth.0).await?;
+    let current = me(&state.db, &auth.0).await?;
     let updated = accounts::update_profile(
         &state.db,
         current,
@@ -102,7 +102,7 @@ impl UsersApi {
     /// The caller's account.
     #[oai(path = "/users/me", method = "get", operation_id = "get_me")]
     async fn get_me(&self, state: Data<&Arc<AppState>>, auth: Access) -> ApiResult<Json<User>> {
-        Ok(Json(me(&state, &auth.0).await?.into()))
+        Ok(Json(me(state.reader(), &auth.0).await?.into()))
     }
 
     /// Change the caller's username or email.
@@ -140,7 +140,7 @@ impl UsersApi {
         auth: Fresh,
         body: Json<ChangePassword>,
     ) -> ApiResult<NoContent> {
-        let current = me(&state, &auth.0).await?;
+        let current = me(&state.db, &auth.0).await?;
         let body = body.0;
         let ip = super::client::client_meta(&state, req).ip;
         accounts::change_password(
@@ -171,7 +171,7 @@ impl UsersApi {
         per_page: Query<Option<i64>>,
     ) -> ApiResult<Json<Page<User>>> {
         let paging = crate::paging::Paging::new(page.0, per_page.0)?;
-        let (items, total) = accounts::list(&state.db, paging).await?;
+        let (items, total) = accounts::list(state.reader(), paging).await?;
         Ok(Json(Page::of(items, paging, total)))
     }
 
@@ -190,7 +190,7 @@ impl UsersApi {
             return Err(ApiError::AdminRequired);
         }
         let id = id.0.uuid()?;
-        let user = accounts::find(&state.db, id)
+        let user = accounts::find(state.reader(), id)
             .await?
             .ok_or_else(ApiError::not_found)?;
         Ok(Json(user.into()))

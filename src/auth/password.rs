@@ -1,34 +1,47 @@
-//! argon2id hashing on a bounded blocking pool, so a storm of logins cannot
-//! starve token checks on the async workers.
+//! argon2id hashing on a fixed set of hashing threads, so a storm of logins
+//! can starve neither token checks on the async workers nor memory.
+//!
+//! Each hashing thread owns one argon2 memory block (`TESSERA_ARGON2_MEMORY_KIB`),
+//! allocated on its first hash and reused by every later one: resident memory
+//! is bounded by the number of threads (one per core), not by the load. (With
+//! a fresh allocation per hash on tokio's blocking pool, the allocator kept a
+//! block for every thread that ever hashed: hundreds of MiB after a storm.)
 //!
 //! The bound holds even when requests are cancelled (client gone, request
-//! timeout): the permit moves into the blocking closure and is released when
-//! the hash ends, not when the request's future is dropped. And the queue in
-//! front of it is bounded too: beyond `QUEUE_PER_CORE` waiters per core a
-//! request is 503 at once instead of holding memory and a connection.
-//! Registrations, which anyone can send without an account, have a bound of
-//! their own: at most half of the hashing slots, so a registration storm
-//! cannot keep logins out.
+//! timeout): the permit moves into the job and is released when the hash
+//! ends, not when the request's future is dropped. And the queue in front of
+//! it is bounded too: beyond `QUEUE_PER_CORE` waiters per core a request is
+//! 503 at once instead of holding memory and a connection. Registrations,
+//! which anyone can send without an account, have a bound of their own: at
+//! most half of the hashing slots, so a registration storm cannot keep
+//! logins out.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, mpsc};
 
 use argon2::{
-    Algorithm, Argon2, Params, Version,
-    password_hash::{PasswordHasher as _, PasswordVerifier as _},
+    Algorithm, Argon2, Block, Params, Version,
+    password_hash::phc::{Output, ParamsString, PasswordHash, Salt},
 };
+use rand::RngCore;
 use secrecy::{ExposeSecret, SecretString};
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, oneshot};
 
 /// Hash requests that may wait for a permit, per core (at ~50 ms a hash,
 /// 32 waiters are under two seconds of queue).
 const QUEUE_PER_CORE: usize = 32;
+const SALT_LEN: usize = 16;
+const OUTPUT_LEN: usize = 32;
 
 use crate::error::ApiError;
+
+/// A hashing thread's reusable argon2 memory.
+type Memory = Vec<Block>;
+type Job = Box<dyn FnOnce(&mut Memory) + Send>;
 
 #[derive(Clone)]
 pub struct Passwords {
     params: Params,
-    /// One per core: hashes running at once.
+    /// One per hashing thread: hashes running at once.
     permits: Arc<Semaphore>,
     /// Hashes running or waiting.
     queue: Arc<Semaphore>,
@@ -37,31 +50,37 @@ pub struct Passwords {
     /// Verified against for unknown accounts, so timing does not reveal
     /// which accounts exist.
     dummy_hash: Arc<str>,
+    jobs: mpsc::Sender<Job>,
 }
 
 impl Passwords {
-    /// Hashes the dummy password on the blocking pool, like every hash.
     pub async fn new(memory_kib: u32, iterations: u32, parallelism: u32) -> anyhow::Result<Self> {
-        let params = Params::new(memory_kib, iterations, parallelism, None)
+        let params = Params::new(memory_kib, iterations, parallelism, Some(OUTPUT_LEN))
             .map_err(|e| anyhow::anyhow!("invalid argon2 parameters: {e}"))?;
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        let for_dummy = params.clone();
-        let dummy =
-            tokio::task::spawn_blocking(move || hash_with(&for_dummy, "tessera-dummy-password"))
-                .await?
-                .map_err(|e| anyhow::anyhow!("argon2 self-test failed: {e}"))?;
+        let jobs = spawn_hashers(cores, params.block_count())?;
+        // A random "hash" costs a verification exactly what a real one does
+        // and matches no password; making it needs no hashing (and no memory)
+        // at start.
+        let dummy = phc_string(
+            &params,
+            &random_bytes::<SALT_LEN>(),
+            &random_bytes::<OUTPUT_LEN>(),
+        )
+        .map_err(|e| anyhow::anyhow!("invalid argon2 parameters: {e}"))?;
         Ok(Self {
             params,
             permits: Arc::new(Semaphore::new(cores)),
             queue: Arc::new(Semaphore::new(cores * (QUEUE_PER_CORE + 1))),
             signups: Arc::new(Semaphore::new((cores / 2).max(1))),
             dummy_hash: dummy.into(),
+            jobs,
         })
     }
 
     pub async fn hash(&self, password: SecretString) -> Result<String, ApiError> {
         let params = self.params.clone();
-        self.blocking(move || hash_with(&params, password.expose_secret()))
+        self.run(move |memory| hash_with(&params, password.expose_secret(), memory))
             .await?
             .map_err(ApiError::internal)
     }
@@ -75,15 +94,15 @@ impl Passwords {
             .await
             .map_err(ApiError::internal)?;
         let params = self.params.clone();
-        self.blocking(move || {
+        self.run(move |memory| {
             let _signup = signup;
-            hash_with(&params, password.expose_secret())
+            hash_with(&params, password.expose_secret(), memory)
         })
         .await?
         .map_err(ApiError::internal)
     }
 
-    /// Constant-time comparison happens inside argon2's verifier.
+    /// The comparison of the outputs is constant-time (`Output`'s `==`).
     pub async fn verify(
         &self,
         password: SecretString,
@@ -92,18 +111,15 @@ impl Passwords {
         let known = hash.is_some();
         let hash = hash.unwrap_or_else(|| self.dummy_hash.to_string());
         let ok = self
-            .blocking(move || {
-                Argon2::default()
-                    .verify_password(password.expose_secret().as_bytes(), hash.as_str())
-                    .is_ok()
-            })
+            .run(move |memory| verify_with(password.expose_secret(), &hash, memory))
             .await?;
         Ok(ok && known)
     }
 
-    async fn blocking<T: Send + 'static>(
+    /// Runs `f` on a hashing thread once a permit is free.
+    async fn run<T: Send + 'static>(
         &self,
-        f: impl FnOnce() -> T + Send + 'static,
+        f: impl FnOnce(&mut Memory) -> T + Send + 'static,
     ) -> Result<T, ApiError> {
         let Ok(queued) = self.queue.clone().try_acquire_owned() else {
             return Err(ApiError::unavailable("password hashing queue is full"));
@@ -114,21 +130,108 @@ impl Passwords {
             .acquire_owned()
             .await
             .map_err(ApiError::internal)?;
-        tokio::task::spawn_blocking(move || {
+        let (tx, rx) = oneshot::channel();
+        let job: Job = Box::new(move |memory| {
             // Held until the hash is done, even if the request is gone.
             let _held = (permit, queued);
-            f()
-        })
-        .await
-        .map_err(ApiError::internal)
+            let _ = tx.send(f(memory));
+        });
+        self.jobs
+            .send(job)
+            .map_err(|_| ApiError::internal("password hashing threads are gone"))?;
+        rx.await
+            .map_err(|_| ApiError::internal("password hashing failed"))
     }
 }
 
-fn hash_with(params: &Params, password: &str) -> Result<String, String> {
+/// `threads` hashing threads sharing one job queue; they end when the last
+/// `Passwords` clone (the last sender) is dropped.
+fn spawn_hashers(threads: usize, blocks: usize) -> anyhow::Result<mpsc::Sender<Job>> {
+    let (tx, rx) = mpsc::channel::<Job>();
+    let rx = Arc::new(Mutex::new(rx));
+    for i in 0..threads {
+        let rx = Arc::clone(&rx);
+        std::thread::Builder::new()
+            .name(format!("tessera-hash-{i}"))
+            .spawn(move || hasher_loop(&rx, blocks))?;
+    }
+    Ok(tx)
+}
+
+fn hasher_loop(rx: &Mutex<mpsc::Receiver<Job>>, blocks: usize) {
+    // Allocated on the first job, so an idle service holds none.
+    let mut memory: Memory = Vec::new();
+    loop {
+        let job = match rx.lock() {
+            Ok(rx) => rx.recv(),
+            Err(_) => return,
+        };
+        let Ok(job) = job else { return };
+        if memory.len() < blocks {
+            memory = vec![Block::new(); blocks];
+        }
+        // A panicking job (none is expected) drops its reply sender, which
+        // the caller sees as an error; the thread lives on for the next.
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&mut memory)));
+    }
+}
+
+fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut b = [0u8; N];
+    rand::rng().fill_bytes(&mut b);
+    b
+}
+
+fn phc_string(params: &Params, salt: &[u8], output: &[u8]) -> Result<String, String> {
+    Ok(PasswordHash {
+        algorithm: Algorithm::Argon2id.ident(),
+        version: Some(Version::V0x13.into()),
+        params: ParamsString::try_from(params).map_err(|e| e.to_string())?,
+        salt: Some(Salt::new(salt).map_err(|e| e.to_string())?),
+        hash: Some(Output::new(output).map_err(|e| e.to_string())?),
+    }
+    .to_string())
+}
+
+fn hash_with(params: &Params, password: &str, memory: &mut Memory) -> Result<String, String> {
+    let salt = random_bytes::<SALT_LEN>();
+    let mut out = [0u8; OUTPUT_LEN];
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone())
-        .hash_password(password.as_bytes())
-        .map(|h| h.to_string())
-        .map_err(|e| e.to_string())
+        .hash_password_into_with_memory(password.as_bytes(), &salt, &mut out, &mut memory[..])
+        .map_err(|e| e.to_string())?;
+    phc_string(params, &salt, &out)
+}
+
+/// Verifies against a stored PHC string, with the parameters it was made
+/// with (they may predate a change of the configured cost).
+fn verify_with(password: &str, stored: &str, memory: &mut Memory) -> bool {
+    let Ok(hash) = PasswordHash::new(stored) else {
+        return false;
+    };
+    let (Some(salt), Some(expected)) = (&hash.salt, &hash.hash) else {
+        return false;
+    };
+    let (Ok(algorithm), Ok(params)) = (
+        Algorithm::try_from(hash.algorithm.as_str()),
+        Params::try_from(&hash),
+    ) else {
+        return false;
+    };
+    let Ok(version) = hash
+        .version
+        .map_or(Ok(Version::default()), Version::try_from)
+    else {
+        return false;
+    };
+    let mut out = vec![0u8; expected.len()];
+    let argon2 = Argon2::new(algorithm, version, params.clone());
+    let computed = if memory.len() >= params.block_count() {
+        argon2.hash_password_into_with_memory(password.as_bytes(), salt, &mut out, &mut memory[..])
+    } else {
+        // A hash made at a higher cost than today's: its own, temporary block.
+        argon2.hash_password_into(password.as_bytes(), salt, &mut out)
+    };
+    computed.is_ok() && Output::new(&out).is_ok_and(|o| o == *expected)
 }
 
 #[cfg(test)]
@@ -168,6 +271,89 @@ mod tests {
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
         panic!("permits never came back");
+    }
+
+    fn secret(s: &str) -> SecretString {
+        SecretString::from(s.to_owned())
+    }
+
+    /// Hashes stored before the hashing threads (argon2's own
+    /// `PasswordHasher`) still verify, and ours verify with argon2's own
+    /// verifier: the PHC strings are the same format.
+    #[tokio::test]
+    async fn hashes_interoperate_with_the_argon2_crate() {
+        use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
+        let params = Params::new(1024, 1, 1, None).unwrap();
+        let theirs = Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+            .hash_password(b"correct horse")
+            .unwrap()
+            .to_string();
+        let p = Passwords::new(1024, 1, 1).await.unwrap();
+        assert!(
+            p.verify(secret("correct horse"), Some(theirs.clone()))
+                .await
+                .unwrap()
+        );
+        assert!(!p.verify(secret("wrong horse"), Some(theirs)).await.unwrap());
+        let ours = p.hash(secret("correct horse")).await.unwrap();
+        assert!(
+            Argon2::default()
+                .verify_password(b"correct horse", ours.as_str())
+                .is_ok()
+        );
+    }
+
+    /// A hash made at another cost than today's verifies with its own
+    /// parameters, larger (a temporary block) or smaller (part of ours).
+    #[tokio::test]
+    async fn hashes_of_another_cost_verify() {
+        let small = Passwords::new(1024, 1, 1).await.unwrap();
+        let large = Passwords::new(4096, 2, 1).await.unwrap();
+        let by_small = small.hash(secret("pw one")).await.unwrap();
+        let by_large = large.hash(secret("pw two")).await.unwrap();
+        assert!(by_large.contains("m=4096,t=2,p=1"), "{by_large}");
+        assert!(
+            small
+                .verify(secret("pw two"), Some(by_large.clone()))
+                .await
+                .unwrap()
+        );
+        assert!(
+            large
+                .verify(secret("pw one"), Some(by_small.clone()))
+                .await
+                .unwrap()
+        );
+        assert!(
+            !small
+                .verify(secret("pw one"), Some(by_large))
+                .await
+                .unwrap()
+        );
+        assert!(
+            !large
+                .verify(secret("pw two"), Some(by_small))
+                .await
+                .unwrap()
+        );
+    }
+
+    /// Garbage in the stored hash is a failed verification, not a panic.
+    #[tokio::test]
+    async fn malformed_hashes_never_verify() {
+        let p = Passwords::new(1024, 1, 1).await.unwrap();
+        for bad in [
+            "",
+            "not a hash",
+            "$argon2id$v=19$m=1024,t=1,p=1$c2FsdHNhbHQ",
+            "$argon2id$v=99$m=1024,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA",
+            "$bcrypt$v=19$m=1024,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA",
+        ] {
+            assert!(
+                !p.verify(secret("x"), Some(bad.to_owned())).await.unwrap(),
+                "{bad}"
+            );
+        }
     }
 
     #[tokio::test]

@@ -307,3 +307,47 @@ async fn sqlite_runs_in_wal_mode() {
         .await
         .assert_status(200);
 }
+
+/// On SQLite, reads go through read-only connections of their own: a write
+/// transaction holding the one writer connection does not hold them up, and
+/// they see only what is committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_reads_do_not_wait_for_the_writer() {
+    use sea_orm::{ConnectionTrait, TransactionTrait};
+    let app = spawn_app(Backend::SqliteMemory).await;
+    let t = app.user("reader").await;
+    let readers = app
+        .state
+        .read_pool
+        .as_ref()
+        .expect("SQLite has a read pool");
+    // The readers refuse writes.
+    let write = readers
+        .execute_unprepared("UPDATE users SET username = 'nope'")
+        .await;
+    assert!(write.is_err(), "a read-only connection accepted a write");
+    // Hold the writer (its pool has one connection) inside a transaction.
+    let txn = app.state.db.begin().await.expect("begin");
+    txn.execute_unprepared("UPDATE users SET username = 'uncommitted'")
+        .await
+        .expect("update inside the transaction");
+    let me = tokio::time::timeout(
+        std::time::Duration::from_secs(3),
+        app.get("/users/me", Some(&t.access)),
+    )
+    .await
+    .expect("a read waited for the writer's transaction");
+    me.assert_status(200);
+    assert_eq!(me.body["username"], "reader");
+    let list = tokio::time::timeout(
+        std::time::Duration::from_secs(3),
+        app.get("/employees", Some(&t.access)),
+    )
+    .await
+    .expect("a list waited for the writer's transaction");
+    list.assert_status(200);
+    txn.rollback().await.expect("rollback");
+    app.get("/users/me", Some(&t.access))
+        .await
+        .assert_status(200);
+}
