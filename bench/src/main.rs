@@ -1,6 +1,8 @@
 //! `bench`: load generator for Tessera (issue 10). See BENCHMARKS.md.
 
 mod floor;
+mod mixed;
+mod report;
 mod run;
 mod scenario;
 mod schedule;
@@ -15,7 +17,6 @@ use clap::{Args, Parser, Subcommand};
 use crate::run::{Mode, Report};
 use crate::scenario::Scenario;
 use crate::schedule::Schedule;
-use crate::stats::{fmt_us, summarise};
 
 /// Drives a running Tessera over HTTP/1.1 keep-alive and prints
 /// requests/s, latency percentiles and failures.
@@ -41,7 +42,8 @@ enum Baseline {
 
 #[derive(Args, Debug)]
 struct Load {
-    /// What to send (`floor` GETs --path on a `bench baseline` server).
+    /// What to send (`floor` GETs --path on a `bench baseline` server;
+    /// `mixed` is verify at --rate, alone and then under a login storm).
     #[arg(value_enum)]
     scenario: Scenario,
     /// Base URL of the server.
@@ -57,9 +59,14 @@ struct Load {
     #[arg(long, short = 'd', default_value = "10s", value_parser = humantime::parse_duration)]
     duration: Duration,
     /// Open loop: this many requests per second on a fixed schedule,
-    /// latency from each request's due time. Without it: closed loop.
+    /// latency from each request's due time. Without it: closed loop
+    /// (`mixed`: verify's rate, default 2000).
     #[arg(long)]
     rate: Option<f64>,
+    /// `mixed`: connections of the login storm (closed loop, one account
+    /// each), besides the -c verify connections.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..))]
+    storm_connections: u16,
     /// Requests/s of the `floor` scenario on this machine: prints the ratio.
     #[arg(long)]
     floor: Option<f64>,
@@ -95,6 +102,9 @@ async fn main() -> ExitCode {
 
 /// `Ok(false)` when the run is not a result (too many failures).
 async fn bench(load: Load) -> Result<bool> {
+    if load.scenario == Scenario::Mixed {
+        return mixed::bench(&load).await;
+    }
     let mode = match load.rate {
         None => Mode::Closed,
         Some(rate) => match Schedule::new(rate, load.duration) {
@@ -115,13 +125,6 @@ async fn bench(load: Load) -> Result<bool> {
 }
 
 fn print(load: &Load, mode: Mode, mut r: Report) -> bool {
-    let t = &mut r.tally;
-    let secs = r.elapsed.as_secs_f64();
-    let rps = if secs > 0.0 {
-        t.total() as f64 / secs
-    } else {
-        0.0
-    };
     println!("scenario        {}", load.scenario.name());
     match mode {
         Mode::Closed => println!(
@@ -137,59 +140,15 @@ fn print(load: &Load, mode: Mode, mut r: Report) -> bool {
             humantime::format_duration(load.duration)
         ),
     }
-    println!("requests        {} in {:.3} s", t.total(), secs);
-    println!("requests/s      {rps:.1}");
-    match summarise(&mut t.latencies_us) {
-        Some(s) => println!(
-            "latency         p50 {}  p99 {}  p99.9 {}  max {}",
-            fmt_us(s.p50),
-            fmt_us(s.p99),
-            fmt_us(s.p999),
-            fmt_us(s.max)
-        ),
-        None => println!("latency         (no answers)"),
-    }
-    let statuses: Vec<String> = t.statuses.iter().map(|(c, n)| format!("{c}x{n}")).collect();
-    println!(
-        "non-2xx         {}{}",
-        t.non_2xx,
-        if statuses.is_empty() {
-            String::new()
-        } else {
-            format!(" ({})", statuses.join(", "))
-        }
-    );
-    println!("transport errs  {}", t.transport);
-    if t.bad_body > 0 {
-        println!("bad 2xx bodies  {}", t.bad_body);
-    }
-    if r.restarts > 0 {
-        println!("chain restarts  {}", r.restarts);
-    }
+    let figures = report::stream(&mut r);
     if let Some(floor) = load.floor.filter(|f| *f > 0.0) {
         println!(
             "ratio to floor  {:.3} (floor {floor:.1} req/s)",
-            rps / floor
+            figures.rps / floor
         );
     }
-    if let Mode::Open(_) = mode
-        && r.elapsed > load.duration + load.duration / 10
-    {
-        println!(
-            "behind schedule the run took {:.3} s for {} of schedule: the server cannot sustain --rate {}",
-            secs,
-            humantime::format_duration(load.duration),
-            load.rate.unwrap_or_default()
-        );
+    if let Mode::Open(_) = mode {
+        report::behind_schedule(&r, load.duration, load.rate.unwrap_or_default());
     }
-    let ratio = t.failure_ratio();
-    if ratio * 100.0 > load.max_fail_pct {
-        eprintln!(
-            "bench: {:.2}% of requests failed (limit {}%): not a result",
-            ratio * 100.0,
-            load.max_fail_pct
-        );
-        return false;
-    }
-    true
+    report::acceptable(load.scenario.name(), &r.tally, load.max_fail_pct)
 }

@@ -25,9 +25,23 @@ pub struct Report {
     pub restarts: u64,
 }
 
+/// A common start a little ahead, so every task begins together.
+pub fn start_soon() -> Instant {
+    Instant::now() + Duration::from_millis(50)
+}
+
 pub async fn run(workers: Vec<Worker>, mode: Mode, duration: Duration) -> Report {
-    // A common start a little ahead, so every task begins together.
-    let start = Instant::now() + Duration::from_millis(50);
+    run_from(workers, mode, start_soon(), duration).await
+}
+
+/// `run` from a given `start`: two streams given the same start (`mixed`)
+/// share one clock.
+pub async fn run_from(
+    workers: Vec<Worker>,
+    mode: Mode,
+    start: Instant,
+    duration: Duration,
+) -> Report {
     let end = start + duration;
     let next = Arc::new(AtomicU64::new(0));
     let mut tasks = tokio::task::JoinSet::new();

@@ -27,6 +27,9 @@ pub enum Scenario {
     EmployeesList,
     /// POST /employees {name, position}.
     EmployeesCreate,
+    /// Verify at --rate, first alone, then under a closed-loop login storm
+    /// on --storm-connections more connections (`mixed.rs`).
+    Mixed,
 }
 
 impl Scenario {
@@ -39,6 +42,7 @@ impl Scenario {
             Scenario::Refresh => "refresh",
             Scenario::EmployeesList => "employees-list",
             Scenario::EmployeesCreate => "employees-create",
+            Scenario::Mixed => "mixed",
         }
     }
 }
@@ -166,7 +170,9 @@ fn login_body(a: &Account) -> Value {
     json!({"email": a.email, "password": a.password})
 }
 
-/// What one worker sends, and the state it carries between requests.
+/// What one worker sends, and the state it carries between requests. A
+/// clone shares the original's client (its connection) and copies its state.
+#[derive(Clone)]
 pub enum Worker {
     Get {
         client: Client,
@@ -293,6 +299,8 @@ pub async fn prepare(
     };
     let mut workers = Vec::with_capacity(connections);
     match scenario {
+        // Two streams: `mixed.rs` prepares a verify and a login set.
+        Scenario::Mixed => bail!("mixed is prepared as verify + login"),
         Scenario::Floor => {
             for _ in 0..connections {
                 workers.push(Worker::Get {

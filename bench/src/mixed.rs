@@ -1,0 +1,144 @@
+//! `mixed`: verify at a fixed rate under a concurrent login storm, verify's
+//! latency reported separately (issue 10). Two phases of `-d` each:
+//!
+//! 1. verify alone: `GET /auth/verify` open loop at `--rate` on the `-c`
+//!    connections (as the `verify` scenario);
+//! 2. the same verify schedule again, while `--storm-connections` more
+//!    connections run closed-loop logins, one account each (as `login`).
+//!
+//! Then the ratio of verify's p99 under the storm to its p99 alone; the
+//! target is at most 3.
+
+use anyhow::{Result, bail};
+
+use crate::Load;
+use crate::report;
+use crate::run::{self, Mode};
+use crate::scenario::{self, Scenario};
+use crate::schedule::Schedule;
+use crate::stats::{Summary, fmt_us};
+
+/// Verify's `--rate` when none is given.
+pub const DEFAULT_RATE: f64 = 2000.0;
+/// Verify's p99 under the storm should stay within this factor of alone.
+pub const TARGET_RATIO: f64 = 3.0;
+
+/// p99 under the storm over p99 alone; `None` unless both phases have
+/// latencies (and alone is above 0 µs).
+pub fn p99_ratio(alone: Option<Summary>, storm: Option<Summary>) -> Option<f64> {
+    let (alone, storm) = (alone?, storm?);
+    (alone.p99 > 0).then(|| f64::from(storm.p99) / f64::from(alone.p99))
+}
+
+/// `Ok(false)` when either stream of either phase failed too often.
+pub async fn bench(load: &Load) -> Result<bool> {
+    let rate = load.rate.unwrap_or(DEFAULT_RATE);
+    let Some(schedule) = Schedule::new(rate, load.duration) else {
+        bail!("--rate must be a positive number");
+    };
+    let (connections, storm_connections) = (
+        usize::from(load.connections),
+        usize::from(load.storm_connections),
+    );
+    // All setup (registrations are Argon2-bound) before phase 1.
+    let storm = scenario::prepare(
+        Scenario::Login,
+        &load.url,
+        &load.path,
+        storm_connections,
+        load.timeout,
+    )
+    .await?;
+    let verify = scenario::prepare(
+        Scenario::Verify,
+        &load.url,
+        &load.path,
+        connections,
+        load.timeout,
+    )
+    .await?;
+
+    let d = load.duration;
+    println!("scenario        mixed");
+    println!(
+        "mode            verify open loop, {rate} req/s target ({} scheduled per phase), {} connections; \
+         login storm closed loop, {} connections; 2 phases of {}",
+        schedule.len(),
+        connections,
+        storm_connections,
+        humantime::format_duration(d)
+    );
+
+    // Clones share each connection's client, so phase 2 reuses phase 1's
+    // keep-alive connections.
+    let mut alone = run::run(verify.clone(), Mode::Open(schedule), d).await;
+    println!("== verify alone (phase 1)");
+    let alone_fig = report::stream(&mut alone);
+    report::behind_schedule(&alone, d, rate);
+
+    let start = run::start_soon();
+    let (mut under, mut logins) = tokio::join!(
+        run::run_from(verify, Mode::Open(schedule), start, d),
+        run::run_from(storm, Mode::Closed, start, d),
+    );
+    println!("== verify under login storm (phase 2)");
+    let under_fig = report::stream(&mut under);
+    report::behind_schedule(&under, d, rate);
+    println!("== login storm (phase 2)");
+    report::stream(&mut logins);
+
+    println!("== verify p99 under storm / alone");
+    match (
+        p99_ratio(alone_fig.latency, under_fig.latency),
+        alone_fig.latency,
+        under_fig.latency,
+    ) {
+        (Some(ratio), Some(a), Some(u)) => println!(
+            "ratio           {ratio:.2} (p99 {} under storm, {} alone; target <= {TARGET_RATIO}: {})",
+            fmt_us(u.p99),
+            fmt_us(a.p99),
+            if ratio <= TARGET_RATIO {
+                "met"
+            } else {
+                "missed"
+            }
+        ),
+        _ => println!("ratio           (no latencies in a phase)"),
+    }
+
+    // Every verdict is printed, not only the first.
+    let verdicts = [
+        report::acceptable("verify (alone)", &alone.tally, load.max_fail_pct),
+        report::acceptable("verify (under storm)", &under.tally, load.max_fail_pct),
+        report::acceptable("login storm", &logins.tally, load.max_fail_pct),
+    ];
+    Ok(verdicts.iter().all(|ok| *ok))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p99(us: u32) -> Option<Summary> {
+        Some(Summary {
+            p50: us / 2,
+            p99: us,
+            p999: us,
+            max: us,
+        })
+    }
+
+    #[test]
+    fn ratio_of_p99s() {
+        let r = p99_ratio(p99(2000), p99(5000)).unwrap();
+        assert!((r - 2.5).abs() < 1e-9);
+        assert!(p99_ratio(p99(1000), p99(500)).unwrap() < 1.0);
+    }
+
+    #[test]
+    fn no_ratio_without_both_phases() {
+        assert_eq!(p99_ratio(None, p99(5)), None);
+        assert_eq!(p99_ratio(p99(5), None), None);
+        assert_eq!(p99_ratio(p99(0), p99(5)), None);
+    }
+}
