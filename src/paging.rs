@@ -1,6 +1,9 @@
 //! Pages of query results: `page` from 1, `per_page` 1..=100 (default 20).
 
-use sea_orm::{DatabaseConnection, EntityTrait, PaginatorTrait, QuerySelect, Select};
+use sea_orm::{
+    DatabaseConnection, DbErr, EntityTrait, FromQueryResult, PaginatorTrait, QueryResult,
+    QuerySelect, Select, sea_query::Expr,
+};
 
 use crate::error::ApiError;
 
@@ -53,6 +56,59 @@ where
         _ => vec![],
     };
     Ok((items, total))
+}
+
+/// `fetch` in one query: the total rides on every row (`COUNT(*) OVER ()`),
+/// so it also agrees with the page. For lists scoped to one owner: the
+/// window reads every matching row, which a big unscoped table would pay
+/// on each page. A page past the end (no row to carry the total) counts.
+pub async fn fetch_counted<E>(
+    db: &DatabaseConnection,
+    query: Select<E>,
+    paging: Paging,
+) -> Result<(Vec<E::Model>, u64), ApiError>
+where
+    E: EntityTrait,
+    E::Model: FromQueryResult + Send + Sync,
+{
+    let Some(offset) = paging.offset() else {
+        return Ok((vec![], query.count(db).await?));
+    };
+    let rows = query
+        .clone()
+        .expr_as(Expr::cust("COUNT(*) OVER ()"), TOTAL)
+        .offset(offset)
+        .limit(paging.per_page)
+        .into_model::<Counted<E::Model>>()
+        .all(db)
+        .await?;
+    let Some(total) = rows.first().map(|r| r.total) else {
+        let total = if offset == 0 {
+            0
+        } else {
+            query.count(db).await?
+        };
+        return Ok((vec![], total));
+    };
+    Ok((rows.into_iter().map(|r| r.model).collect(), total))
+}
+
+const TOTAL: &str = "page_total";
+
+/// A row and the window's total.
+struct Counted<M> {
+    model: M,
+    total: u64,
+}
+
+impl<M: FromQueryResult> FromQueryResult for Counted<M> {
+    fn from_query_result(res: &QueryResult, pre: &str) -> Result<Self, DbErr> {
+        let total: i64 = res.try_get(pre, TOTAL)?;
+        Ok(Self {
+            model: M::from_query_result(res, pre)?,
+            total: u64::try_from(total).unwrap_or(0),
+        })
+    }
 }
 
 #[cfg(test)]

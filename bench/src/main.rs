@@ -1,5 +1,6 @@
 //! `bench`: load generator for Tessera (issue 10). See BENCHMARKS.md.
 
+mod ceiling;
 mod floor;
 mod mixed;
 mod report;
@@ -24,19 +25,31 @@ use crate::schedule::Schedule;
 #[command(name = "bench", version, args_conflicts_with_subcommands = true)]
 struct Cli {
     #[command(subcommand)]
-    baseline: Option<Baseline>,
+    tool: Option<Tool>,
     #[command(flatten)]
     load: Option<Load>,
 }
 
 #[derive(Subcommand, Debug)]
-enum Baseline {
+enum Tool {
     /// Serve the floor: one route, one Redis EXISTS, 200.
     Baseline {
         #[arg(long, default_value = "127.0.0.1:9090")]
         bind: String,
         #[arg(long, default_value = "redis://127.0.0.1:6379/")]
         redis: String,
+    },
+    /// Time argon2id hashes at the server's cost: the login ceiling.
+    Argon2 {
+        #[arg(long, env = "TESSERA_ARGON2_MEMORY_KIB", default_value_t = 19456)]
+        memory_kib: u32,
+        #[arg(long, env = "TESSERA_ARGON2_ITERATIONS", default_value_t = 2)]
+        iterations: u32,
+        #[arg(long, env = "TESSERA_ARGON2_PARALLELISM", default_value_t = 1)]
+        parallelism: u32,
+        /// Hashes per thread.
+        #[arg(long, default_value_t = 20)]
+        hashes: u32,
     },
 }
 
@@ -70,6 +83,9 @@ struct Load {
     /// Requests/s of the `floor` scenario on this machine: prints the ratio.
     #[arg(long)]
     floor: Option<f64>,
+    /// The `ceiling` of `bench argon2` (hashes/s): prints login's ratio to it.
+    #[arg(long)]
+    ceiling: Option<f64>,
     /// Per-request timeout (a timeout counts as a transport error).
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     timeout: Duration,
@@ -81,10 +97,27 @@ struct Load {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = match (cli.baseline, cli.load) {
-        (Some(Baseline::Baseline { bind, redis }), _) => {
+    let result = match (cli.tool, cli.load) {
+        (Some(Tool::Baseline { bind, redis }), _) => {
             floor::serve(&bind, &redis).await.map(|()| true)
         }
+        (
+            Some(Tool::Argon2 {
+                memory_kib,
+                iterations,
+                parallelism,
+                hashes,
+            }),
+            _,
+        ) => ceiling::run(
+            &ceiling::Cost {
+                memory_kib,
+                iterations,
+                parallelism,
+            },
+            hashes,
+        )
+        .map(|()| true),
         (None, Some(load)) => bench(load).await,
         (None, None) => Err(anyhow::anyhow!(
             "give a scenario or `baseline` (see --help)"
@@ -145,6 +178,12 @@ fn print(load: &Load, mode: Mode, mut r: Report) -> bool {
         println!(
             "ratio to floor  {:.3} (floor {floor:.1} req/s)",
             figures.rps / floor
+        );
+    }
+    if let Some(ceiling) = load.ceiling.filter(|c| *c > 0.0) {
+        println!(
+            "ratio to argon2 ceiling {:.3} (ceiling {ceiling:.1} hashes/s)",
+            figures.rps / ceiling
         );
     }
     if let Mode::Open(_) = mode {

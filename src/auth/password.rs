@@ -158,7 +158,24 @@ fn spawn_hashers(threads: usize, blocks: usize) -> anyhow::Result<mpsc::Sender<J
     Ok(tx)
 }
 
+/// The hashing threads' nice value: a hash yields the core to the async
+/// workers whenever they have work, so token checks keep their latency
+/// during a login storm, and hashes still get every idle cycle.
+const HASH_NICE: i32 = 10;
+
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: plain system call; on Linux `PRIO_PROCESS` with `who = 0`
+    // sets the calling thread's nice value only.
+    unsafe {
+        if libc::setpriority(libc::PRIO_PROCESS, 0, HASH_NICE) != 0 {
+            tracing::debug!("could not lower the hashing threads' priority");
+        }
+    }
+}
+
 fn hasher_loop(rx: &Mutex<mpsc::Receiver<Job>>, blocks: usize) {
+    lower_priority();
     // Allocated on the first job, so an idle service holds none.
     let mut memory: Memory = Vec::new();
     loop {

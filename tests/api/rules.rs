@@ -351,3 +351,36 @@ async fn sqlite_reads_do_not_wait_for_the_writer() {
         .await
         .assert_status(200);
 }
+
+/// Every SQLite connection (the writer and the readers) runs with the query
+/// planner stability guarantee, so statements with a bound `LIMIT` are not
+/// compiled again on every execution.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_connections_keep_their_query_plans() {
+    let app = spawn_app(Backend::SqliteMemory).await;
+    let readers = app
+        .state
+        .read_pool
+        .as_ref()
+        .expect("SQLite has a read pool");
+    for (name, db) in [("writer", &app.state.db), ("reader", readers)] {
+        let mut conn = db
+            .get_sqlite_connection_pool()
+            .acquire()
+            .await
+            .expect("a connection");
+        let mut handle = conn.lock_handle().await.expect("the handle");
+        let mut on: std::ffi::c_int = -1;
+        // SAFETY: the connection's open handle, locked; -1 only reads the option.
+        let rc = unsafe {
+            libsqlite3_sys::sqlite3_db_config(
+                handle.as_raw_handle().as_ptr(),
+                libsqlite3_sys::SQLITE_DBCONFIG_ENABLE_QPSG,
+                -1 as std::ffi::c_int,
+                &mut on as *mut std::ffi::c_int,
+            )
+        };
+        assert_eq!(rc, libsqlite3_sys::SQLITE_OK, "{name}");
+        assert_eq!(on, 1, "the {name}'s connection has no stable query plans");
+    }
+}
