@@ -66,7 +66,8 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
-    telemetry::init(config.log_format);
+    // Dropped last, on every return: every queued line is written.
+    let _logs = telemetry::init_server(config.log_format);
     tessera::http::CorsPolicy::parse(config.cors_origins.as_deref())
         .map_err(anyhow::Error::msg)
         .context("invalid TESSERA_CORS_ORIGINS")?;

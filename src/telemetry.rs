@@ -2,7 +2,8 @@
 
 use std::io::IsTerminal;
 
-use tracing_subscriber::{EnvFilter, filter::LevelFilter, fmt};
+use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
+use tracing_subscriber::{EnvFilter, filter::LevelFilter, fmt, fmt::MakeWriter};
 
 use crate::config::LogFormat;
 
@@ -45,7 +46,30 @@ fn filter_directives(spec: &str) -> String {
     out
 }
 
+/// Logs written to stderr by the calling thread (the CLI commands).
 pub fn init(format: Option<LogFormat>) {
+    init_with(format, std::io::stderr);
+}
+
+/// Logs handed to a logging thread that writes them to stderr, so a request
+/// never waits on stderr's lock or a slow pipe: with the access log on, a
+/// synchronous write per request cost verify 13-37 % of its throughput
+/// (BENCHMARKS.md). Not lossy: past 128k queued lines a request waits
+/// rather than a line being dropped. The guard writes what is queued when
+/// dropped: hold it until the server has drained.
+pub fn init_server(format: Option<LogFormat>) -> WorkerGuard {
+    let (writer, guard) = NonBlockingBuilder::default()
+        .lossy(false)
+        .thread_name("tessera-log")
+        .finish(std::io::stderr());
+    init_with(format, writer);
+    guard
+}
+
+fn init_with<W>(format: Option<LogFormat>, writer: W)
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
     let filter = std::env::var("RUST_LOG")
         .ok()
         .and_then(|spec| EnvFilter::try_new(filter_directives(&spec)).ok())
@@ -55,7 +79,7 @@ pub fn init(format: Option<LogFormat>) {
     } else {
         LogFormat::Json
     });
-    let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = fmt().with_env_filter(filter).with_writer(writer);
     let _ = match format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
         LogFormat::Pretty => builder.try_init(),
