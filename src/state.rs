@@ -41,11 +41,26 @@ pub struct AppState {
     pub settings: Settings,
 }
 
-pub async fn connect_db(url: &str) -> anyhow::Result<DatabaseConnection> {
+/// What every pool of ours shares: 5 s to connect and to wait for a
+/// connection, no statement logging (bound values may be hashes).
+fn pool_options(url: &str) -> ConnectOptions {
     let mut opts = ConnectOptions::new(url.to_owned());
-    opts.connect_timeout(std::time::Duration::from_secs(5))
-        .acquire_timeout(std::time::Duration::from_secs(5))
+    opts.connect_timeout(DB_TIMEOUT)
+        .acquire_timeout(DB_TIMEOUT)
         .sqlx_logging(false);
+    opts
+}
+
+const DB_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+async fn open(opts: ConnectOptions) -> anyhow::Result<DatabaseConnection> {
+    Database::connect(opts)
+        .await
+        .context("cannot connect to the database (DATABASE_URL)")
+}
+
+pub async fn connect_db(url: &str) -> anyhow::Result<DatabaseConnection> {
+    let mut opts = pool_options(url);
     if url.starts_with("sqlite:") {
         // One writer at a time avoids SQLITE_BUSY under concurrent requests.
         // WAL with synchronous=NORMAL: a commit appends to the log instead of
@@ -56,13 +71,11 @@ pub async fn connect_db(url: &str) -> anyhow::Result<DatabaseConnection> {
                 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
                 o.journal_mode(SqliteJournalMode::Wal)
                     .synchronous(SqliteSynchronous::Normal)
-                    .busy_timeout(std::time::Duration::from_secs(5))
+                    .busy_timeout(DB_TIMEOUT)
             })
             .map_sqlx_sqlite_pool_opts(stable_query_plans);
     }
-    Database::connect(opts)
-        .await
-        .context("cannot connect to the database (DATABASE_URL)")
+    open(opts).await
 }
 
 type SqlitePoolOptions = sea_orm::sqlx::pool::PoolOptions<sea_orm::sqlx::Sqlite>;
@@ -111,23 +124,17 @@ pub async fn connect_reader(url: &str) -> anyhow::Result<Option<DatabaseConnecti
     if !url.starts_with("sqlite:") || url.contains(":memory:") || url.contains("mode=memory") {
         return Ok(None);
     }
-    let mut opts = ConnectOptions::new(url.to_owned());
-    opts.connect_timeout(std::time::Duration::from_secs(5))
-        .acquire_timeout(std::time::Duration::from_secs(5))
-        .max_connections(SQLITE_READERS)
-        .sqlx_logging(false)
+    let mut opts = pool_options(url);
+    opts.max_connections(SQLITE_READERS)
         .map_sqlx_sqlite_opts(|o| {
             // Read-only: a write sent here by mistake fails loudly instead
             // of racing the writer for the lock.
             o.read_only(true)
                 .create_if_missing(false)
-                .busy_timeout(std::time::Duration::from_secs(5))
+                .busy_timeout(DB_TIMEOUT)
         })
         .map_sqlx_sqlite_pool_opts(stable_query_plans);
-    Database::connect(opts)
-        .await
-        .map(Some)
-        .context("cannot connect to the database (DATABASE_URL)")
+    open(opts).await.map(Some)
 }
 
 /// Applies pending migrations. On PostgreSQL, replicas starting together
@@ -139,14 +146,9 @@ pub async fn migrate(db: &DatabaseConnection, url: &str) -> anyhow::Result<()> {
             .await
             .context("database migration failed");
     }
-    let mut opts = ConnectOptions::new(url.to_owned());
-    opts.max_connections(1)
-        .min_connections(1)
-        .connect_timeout(std::time::Duration::from_secs(5))
-        .sqlx_logging(false);
-    let conn = Database::connect(opts)
-        .await
-        .context("cannot connect to the database (DATABASE_URL)")?;
+    let mut opts = pool_options(url);
+    opts.max_connections(1).min_connections(1);
+    let conn = open(opts).await?;
     const LOCK: &str = "SELECT pg_advisory_lock(7403452390117)";
     const UNLOCK: &str = "SELECT pg_advisory_unlock(7403452390117)";
     conn.execute_unprepared(LOCK)
