@@ -73,7 +73,7 @@ pub async fn list(
         .filter(employee::Column::OwnerId.eq(owner))
         .order_by_desc(employee::Column::CreatedAt)
         .order_by_desc(employee::Column::Id);
-    crate::paging::fetch_counted(db, query, paging).await
+    crate::paging::fetch(db, query, paging).await
 }
 
 pub async fn update(

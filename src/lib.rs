@@ -12,6 +12,8 @@ pub mod http;
 pub mod metrics;
 pub mod money;
 pub mod paging;
+pub mod reads;
+pub mod sqlite_reads;
 pub mod state;
 pub mod telemetry;
 pub mod validation;

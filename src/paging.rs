@@ -1,9 +1,6 @@
 //! Pages of query results: `page` from 1, `per_page` 1..=100 (default 20).
 
-use sea_orm::{
-    DatabaseConnection, DbErr, EntityTrait, FromQueryResult, PaginatorTrait, QueryResult,
-    QuerySelect, Select, sea_query::Expr,
-};
+use sea_orm::{DatabaseConnection, EntityTrait, PaginatorTrait, QuerySelect, Select};
 
 use crate::error::ApiError;
 
@@ -31,11 +28,27 @@ impl Paging {
     }
 
     /// Rows to skip; `None` when the page lies beyond any possible row.
-    fn offset(&self) -> Option<u64> {
+    pub(crate) fn offset(&self) -> Option<u64> {
         (self.page - 1)
             .checked_mul(self.per_page)
             .filter(|o| *o <= i64::MAX as u64)
     }
+}
+
+/// What a page of at most `per_page + 1` fetched rows tells of the total:
+/// fewer than `per_page + 1` rows from a page that has some (or from the
+/// first page) is the end, so the total is known without counting; a
+/// longer list, or an empty page past the end, has to be counted. Most
+/// lists are short, so most pages cost one query, and none reads more
+/// than `count` and one page do.
+pub(crate) fn total_without_count(paging: Paging, offset: u64, fetched: usize) -> Option<u64> {
+    let fetched = fetched as u64;
+    (fetched <= paging.per_page && (fetched > 0 || offset == 0)).then_some(offset + fetched)
+}
+
+/// `per_page + 1`: the extra row says whether there is more (`total_without_count`).
+pub(crate) fn probe_limit(paging: Paging) -> u64 {
+    paging.per_page + 1
 }
 
 /// One page of `query` and the total count. A page past the end is empty.
@@ -48,67 +61,21 @@ where
     E: EntityTrait,
     E::Model: Send + Sync,
 {
-    let total = query.clone().count(db).await?;
-    let items = match paging.offset() {
-        Some(offset) if offset < total => {
-            query.offset(offset).limit(paging.per_page).all(db).await?
-        }
-        _ => vec![],
-    };
-    Ok((items, total))
-}
-
-/// `fetch` in one query: the total rides on every row (`COUNT(*) OVER ()`),
-/// so it also agrees with the page. For lists scoped to one owner: the
-/// window reads every matching row, which a big unscoped table would pay
-/// on each page. A page past the end (no row to carry the total) counts.
-pub async fn fetch_counted<E>(
-    db: &DatabaseConnection,
-    query: Select<E>,
-    paging: Paging,
-) -> Result<(Vec<E::Model>, u64), ApiError>
-where
-    E: EntityTrait,
-    E::Model: FromQueryResult + Send + Sync,
-{
     let Some(offset) = paging.offset() else {
         return Ok((vec![], query.count(db).await?));
     };
-    let rows = query
+    let mut items = query
         .clone()
-        .expr_as(Expr::cust("COUNT(*) OVER ()"), TOTAL)
         .offset(offset)
-        .limit(paging.per_page)
-        .into_model::<Counted<E::Model>>()
+        .limit(probe_limit(paging))
         .all(db)
         .await?;
-    let Some(total) = rows.first().map(|r| r.total) else {
-        let total = if offset == 0 {
-            0
-        } else {
-            query.count(db).await?
-        };
-        return Ok((vec![], total));
+    let total = match total_without_count(paging, offset, items.len()) {
+        Some(total) => total,
+        None => query.count(db).await?,
     };
-    Ok((rows.into_iter().map(|r| r.model).collect(), total))
-}
-
-const TOTAL: &str = "page_total";
-
-/// A row and the window's total.
-struct Counted<M> {
-    model: M,
-    total: u64,
-}
-
-impl<M: FromQueryResult> FromQueryResult for Counted<M> {
-    fn from_query_result(res: &QueryResult, pre: &str) -> Result<Self, DbErr> {
-        let total: i64 = res.try_get(pre, TOTAL)?;
-        Ok(Self {
-            model: M::from_query_result(res, pre)?,
-            total: u64::try_from(total).unwrap_or(0),
-        })
-    }
+    items.truncate(paging.per_page as usize);
+    Ok((items, total))
 }
 
 #[cfg(test)]
@@ -132,5 +99,20 @@ mod tests {
             None
         );
         assert_eq!(Paging::new(Some(3), Some(10)).unwrap().offset(), Some(20));
+    }
+
+    #[test]
+    fn totals_known_from_the_page() {
+        let p = Paging::new(Some(1), Some(10)).unwrap();
+        // Short first page, empty first page: that is all there is.
+        assert_eq!(total_without_count(p, 0, 7), Some(7));
+        assert_eq!(total_without_count(p, 0, 0), Some(0));
+        // Exactly a page: the probe row was missing, so nothing follows.
+        assert_eq!(total_without_count(p, 0, 10), Some(10));
+        // The probe row came back: more follows, count.
+        assert_eq!(total_without_count(p, 0, 11), None);
+        // A later page that ends here; an empty page past the end must count.
+        assert_eq!(total_without_count(p, 30, 4), Some(34));
+        assert_eq!(total_without_count(p, 30, 0), None);
     }
 }

@@ -54,17 +54,23 @@ pub fn init(format: Option<LogFormat>) {
 /// Logs handed to a logging thread that writes them to stderr, so a request
 /// never waits on stderr's lock or a slow pipe: with the access log on, a
 /// synchronous write per request cost verify 13-37 % of its throughput
-/// (BENCHMARKS.md). Not lossy: past 128k queued lines a request waits
-/// rather than a line being dropped. The guard writes what is queued when
-/// dropped: hold it until the server has drained.
+/// (BENCHMARKS.md). Not lossy: past `LOG_QUEUE_LINES` queued lines a
+/// request waits rather than a line being dropped. The guard writes what is
+/// queued when dropped: hold it until the server has drained.
 pub fn init_server(format: Option<LogFormat>) -> WorkerGuard {
     let (writer, guard) = NonBlockingBuilder::default()
         .lossy(false)
+        .buffered_lines_limit(LOG_QUEUE_LINES)
         .thread_name("tessera-log")
         .finish(std::io::stderr());
     init_with(format, writer);
     guard
 }
+
+/// The queue is allocated and touched in full at start: the default 128k
+/// lines were 4 MiB resident. 8k lines are seconds of access log at full
+/// load, and the logging thread drains them far faster.
+const LOG_QUEUE_LINES: usize = 8192;
 
 fn init_with<W>(format: Option<LogFormat>, writer: W)
 where

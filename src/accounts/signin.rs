@@ -2,7 +2,7 @@
 
 use secrecy::SecretString;
 
-use super::{Identifier, authenticate, find, role_of};
+use super::{Identifier, authenticate, role_of};
 use crate::{
     auth::{claims::Claims, limits::Limiter, tokens::ClientMeta, tokens::IssuedTokens},
     error::ApiError,
@@ -60,7 +60,7 @@ async fn attempt_login(
         .tokens
         .start_session(user.id, role_of(&user), meta)
         .await?;
-    let lost = match find(state.reader(), user.id).await {
+    let lost = match state.reads().user(user.id).await {
         Ok(Some(now)) if now.security_stamp == user.security_stamp => {
             event(Event::LoginSucceeded);
             return Ok(issued);
@@ -85,7 +85,7 @@ async fn attempt_login(
 /// outage answers 503 before anything is spent; a blocked or deleted user's
 /// session is over (`TokenRevoked`).
 pub async fn refresh(state: &AppState, presented: &Claims) -> Result<IssuedTokens, ApiError> {
-    let user = match find(state.reader(), presented.sub).await? {
+    let user = match state.reads().user(presented.sub).await? {
         Some(u) if !u.blocked => u,
         _ => {
             state

@@ -90,7 +90,7 @@ impl EmployeesApi {
         per_page: Query<Option<i64>>,
     ) -> ApiResult<Json<Page<Employee>>> {
         let paging = crate::paging::Paging::new(page.0, per_page.0)?;
-        let (items, total) = employees::list(state.reader(), auth.0.sub, paging).await?;
+        let (items, total) = state.reads().employees(auth.0.sub, paging).await?;
         Ok(Json(Page::of(items, paging, total)))
     }
 
@@ -116,9 +116,7 @@ impl EmployeesApi {
         id: Path<Id>,
     ) -> ApiResult<Json<Employee>> {
         let id = id.0.uuid()?;
-        Ok(Json(
-            employees::get(state.reader(), auth.0.sub, id).await?.into(),
-        ))
+        Ok(Json(state.reads().employee(auth.0.sub, id).await?.into()))
     }
 
     /// Change an employee; absent fields stay.

@@ -37,6 +37,9 @@ impl HealthApi {
         if let Some(readers) = &state.read_pool {
             readers.ping().await.map_err(ApiError::unavailable)?;
         }
+        if let Some(reads) = &state.sqlite_reads {
+            reads.ping()?;
+        }
         state.tokens.store.ping().await?;
         Ok(Ready::Ready(Json(Status {
             status: "ready".into(),

@@ -102,7 +102,9 @@ impl UsersApi {
     /// The caller's account.
     #[oai(path = "/users/me", method = "get", operation_id = "get_me")]
     async fn get_me(&self, state: Data<&Arc<AppState>>, auth: Access) -> ApiResult<Json<User>> {
-        Ok(Json(me(state.reader(), &auth.0).await?.into()))
+        // A missing row: a race with deletion, as in `me`.
+        let user = state.reads().user(auth.0.sub).await?;
+        Ok(Json(user.ok_or(ApiError::TokenRevoked)?.into()))
     }
 
     /// Change the caller's username or email.
@@ -190,7 +192,9 @@ impl UsersApi {
             return Err(ApiError::AdminRequired);
         }
         let id = id.0.uuid()?;
-        let user = accounts::find(state.reader(), id)
+        let user = state
+            .reads()
+            .user(id)
             .await?
             .ok_or_else(ApiError::not_found)?;
         Ok(Json(user.into()))
