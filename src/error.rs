@@ -289,7 +289,7 @@ impl From<crate::auth::store::StoreError> for ApiError {
 /// here, the one point where they meet a request.
 impl From<sea_orm::DbErr> for ApiError {
     fn from(e: sea_orm::DbErr) -> Self {
-        use crate::metrics::{self, DbErrorKind, Event};
+        use crate::metrics;
         use sea_orm::{DbErr, SqlErr};
         match e.sql_err() {
             Some(SqlErr::UniqueConstraintViolation(_)) => {
@@ -306,14 +306,25 @@ impl From<sea_orm::DbErr> for ApiError {
         if is_acquire_timeout(&e) {
             metrics::db_acquire_timeout();
         }
-        if matches!(e, DbErr::Conn(_) | DbErr::ConnectionAcquire(_)) || is_connection_loss(&e) {
+        let unavailable =
+            matches!(e, DbErr::Conn(_) | DbErr::ConnectionAcquire(_)) || is_connection_loss(&e);
+        ApiError::database(unavailable, e)
+    }
+}
+
+impl ApiError {
+    /// A database failure, counted: 503 when the database is unreachable
+    /// or busy (fail closed, try again), else 500 (a bug).
+    pub(crate) fn database(unavailable: bool, cause: impl std::fmt::Display) -> Self {
+        use crate::metrics::{self, DbErrorKind, Event};
+        if unavailable {
             metrics::event(Event::DatabaseUnavailable);
             metrics::db_error(DbErrorKind::Unavailable);
-            ApiError::unavailable(e)
+            ApiError::unavailable(cause)
         } else {
             metrics::event(Event::DatabaseError);
             metrics::db_error(DbErrorKind::Other);
-            ApiError::internal(e)
+            ApiError::internal(cause)
         }
     }
 }

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use entity::{employee, user};
-use sea_orm::DatabaseConnection;
+use sea_orm::{DatabaseConnection, EntityTrait};
 use uuid::Uuid;
 
 use crate::{error::ApiError, paging::Paging, sqlite_reads::SqliteReads};
@@ -33,7 +33,7 @@ impl Reads<'_> {
     pub async fn user(&self, id: Uuid) -> Result<Option<user::Model>, ApiError> {
         match self.sqlite {
             Some(s) => s.user(id),
-            None => crate::accounts::find(self.orm, id).await,
+            None => Ok(user::Entity::find_by_id(id).one(self.orm).await?),
         }
     }
 

@@ -254,7 +254,6 @@ fn parse_time(s: &str) -> Option<DateTime<Utc>> {
 /// Busy or unreadable database: 503 (fail closed, try again); a row that
 /// does not decode is a bug (500). Messages carry no bound values.
 fn db_error(e: rusqlite::Error) -> ApiError {
-    use crate::metrics::{self, DbErrorKind, Event};
     use rusqlite::ErrorCode;
     let unavailable = matches!(
         e.sqlite_error_code(),
@@ -266,15 +265,7 @@ fn db_error(e: rusqlite::Error) -> ApiError {
                 | ErrorCode::OutOfMemory
         )
     );
-    if unavailable {
-        metrics::event(Event::DatabaseUnavailable);
-        metrics::db_error(DbErrorKind::Unavailable);
-        ApiError::unavailable(e)
-    } else {
-        metrics::event(Event::DatabaseError);
-        metrics::db_error(DbErrorKind::Other);
-        ApiError::internal(e)
-    }
+    ApiError::database(unavailable, e)
 }
 
 #[cfg(test)]
