@@ -135,10 +135,7 @@ async fn check_fields(db: &DatabaseConnection, f: &ProductFields) -> Result<Chec
         }
     }
     if let Some(q) = f.quantity {
-        p.check(
-            "quantity",
-            if q >= 0 { Ok(()) } else { Err("must be >= 0") },
-        );
+        p.check("quantity", crate::validation::quantity(q));
     }
     if let Some(c) = f.category_id {
         let exists = category::Entity::find_by_id(c).one(db).await?.is_some();

@@ -10,11 +10,11 @@ use poem::{
 use poem_openapi::{
     ApiResponse, Enum, Object, ResponseContent,
     payload::Json,
-    registry::{MetaResponse, MetaResponses, Registry},
+    registry::{MetaHeader, MetaResponse, MetaResponses, MetaSchema, MetaSchemaRef, Registry},
 };
 use serde::Serialize;
 
-/// The machine-readable error codes of API.md.
+/// Machine-readable error code; the table of codes and when each is sent is in docs/http-api.md.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Enum, Serialize)]
 #[oai(rename_all = "PascalCase")]
 pub enum ErrorCode {
@@ -42,7 +42,9 @@ pub enum ErrorCode {
 /// Every error response body.
 #[derive(Debug, Clone, Object, Serialize)]
 pub struct ErrorBody {
-    /// Machine-readable error code.
+    // No doc comment here: poem-openapi would wrap the `$ref` in an `allOf`
+    // to carry it, and generators (openapi-python-client) then lose the type.
+    // The enum's own description documents it.
     pub code: ErrorCode,
     /// Human-readable explanation.
     pub message: String,
@@ -256,7 +258,7 @@ impl ApiResponse for ApiError {
                     status: Some(status),
                     status_range: None,
                     content: <Json<ErrorBody> as ResponseContent>::media_types(),
-                    headers: vec![],
+                    headers: error_headers(status),
                 })
                 .collect(),
         }
@@ -264,6 +266,34 @@ impl ApiResponse for ApiError {
 
     fn register(registry: &mut Registry) {
         <Json<ErrorBody> as ResponseContent>::register(registry);
+    }
+}
+
+/// The headers API.md promises with an error status.
+fn error_headers(status: u16) -> Vec<MetaHeader> {
+    let header = |name: &str, description: &str, schema: MetaSchema| MetaHeader {
+        name: name.to_owned(),
+        description: Some(description.to_owned()),
+        required: true,
+        deprecated: false,
+        schema: MetaSchemaRef::Inline(Box::new(schema)),
+    };
+    match status {
+        401 => vec![header(
+            "WWW-Authenticate",
+            "RFC 6750 challenge, e.g. `Bearer error=\"invalid_token\"`.",
+            MetaSchema::new("string"),
+        )],
+        429 => {
+            let mut seconds = MetaSchema::new_with_format("integer", "int64");
+            seconds.minimum = Some(0.0);
+            vec![header(
+                "Retry-After",
+                "Seconds until the login window ends.",
+                seconds,
+            )]
+        }
+        _ => vec![],
     }
 }
 

@@ -4,6 +4,10 @@ use sea_orm::{DatabaseConnection, EntityTrait, PaginatorTrait, QuerySelect, Sele
 
 use crate::error::ApiError;
 
+/// The largest page number: the largest integer every JSON client (and
+/// the schema's `maximum`, a double) holds exactly, 2^53 - 1.
+pub const MAX_PAGE: i64 = (1 << 53) - 1;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Paging {
     pub page: u64,
@@ -15,8 +19,10 @@ impl Paging {
     pub fn new(page: Option<i64>, per_page: Option<i64>) -> Result<Self, ApiError> {
         let page = page.unwrap_or(1);
         let per_page = per_page.unwrap_or(20);
-        if page < 1 {
-            return Err(ApiError::BadRequest("`page` starts at 1.".into()));
+        if !(1..=MAX_PAGE).contains(&page) {
+            return Err(ApiError::BadRequest(
+                "`page` must be 1 to 9007199254740991.".into(),
+            ));
         }
         if !(1..=100).contains(&per_page) {
             return Err(ApiError::BadRequest("`per_page` must be 1 to 100.".into()));
@@ -94,9 +100,10 @@ mod tests {
         assert!(Paging::new(Some(0), None).is_err());
         assert!(Paging::new(None, Some(0)).is_err());
         assert!(Paging::new(None, Some(101)).is_err());
+        assert!(Paging::new(Some(MAX_PAGE + 1), None).is_err());
         assert_eq!(
-            Paging::new(Some(i64::MAX), Some(100)).unwrap().offset(),
-            None
+            Paging::new(Some(MAX_PAGE), Some(100)).unwrap().offset(),
+            Some((MAX_PAGE as u64 - 1) * 100)
         );
         assert_eq!(Paging::new(Some(3), Some(10)).unwrap().offset(), Some(20));
     }

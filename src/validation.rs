@@ -92,6 +92,20 @@ pub fn name(s: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
+/// The largest quantity: the largest integer every JSON client reads
+/// exactly (2^53 - 1; JavaScript numbers are doubles).
+pub const MAX_QUANTITY: i64 = (1 << 53) - 1;
+
+pub fn quantity(q: i64) -> Result<(), &'static str> {
+    if q < 0 {
+        return Err("must be >= 0");
+    }
+    if q > MAX_QUANTITY {
+        return Err("must be at most 9007199254740991");
+    }
+    Ok(())
+}
+
 /// A product description: at most 2000 characters, no U+0000 (newlines and
 /// tabs are fine).
 pub fn description(s: &str) -> Result<(), &'static str> {

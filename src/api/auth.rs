@@ -3,7 +3,9 @@ use std::sync::Arc;
 use chrono::{DateTime, TimeZone, Utc};
 use poem::Request;
 use poem::web::Data;
-use poem_openapi::{ApiResponse, Object, OpenApi, param::Path, payload::Json};
+use poem_openapi::{
+    ApiResponse, Object, OpenApi, Union, param::Path, payload::Json, types::Example,
+};
 use secrecy::SecretString;
 use uuid::Uuid;
 
@@ -11,7 +13,7 @@ use super::{
     Tag,
     responses::NoContent,
     security::{Access, Refresh},
-    text::Text,
+    text::{Email, Password, Text, Username},
     users::User,
 };
 use crate::{
@@ -22,18 +24,64 @@ use crate::{
 };
 
 #[derive(Object)]
+#[oai(example)]
 pub struct Register {
-    pub username: Text,
+    pub username: Username,
+    pub email: Email,
+    pub password: Password,
+}
+
+impl Example for Register {
+    fn example() -> Self {
+        Register {
+            username: Username("ada_lovelace".into()),
+            email: Email("ada@example.com".into()),
+            password: Password("correct horse battery staple".into()),
+        }
+    }
+}
+
+/// Exactly one of `email` and `username`, with the password. A body with
+/// both or neither matches neither branch of the `oneOf`: 400.
+#[derive(Union)]
+#[oai(one_of)]
+pub enum Login {
+    ByEmail(LoginByEmail),
+    ByUsername(LoginByUsername),
+}
+
+/// Log in by email (compared case-insensitively).
+#[derive(Object)]
+#[oai(example)]
+pub struct LoginByEmail {
     pub email: Text,
     pub password: Text,
 }
 
-/// Exactly one of `email` and `username`.
+impl Example for LoginByEmail {
+    fn example() -> Self {
+        LoginByEmail {
+            email: Text("ada@example.com".into()),
+            password: Text("correct horse battery staple".into()),
+        }
+    }
+}
+
+/// Log in by username (compared case-insensitively).
 #[derive(Object)]
-pub struct Login {
-    pub email: Option<Text>,
-    pub username: Option<Text>,
+#[oai(example)]
+pub struct LoginByUsername {
+    pub username: Text,
     pub password: Text,
+}
+
+impl Example for LoginByUsername {
+    fn example() -> Self {
+        LoginByUsername {
+            username: Text("ada_lovelace".into()),
+            password: Text("correct horse battery staple".into()),
+        }
+    }
 }
 
 #[derive(Object)]
@@ -157,19 +205,12 @@ impl AuthApi {
         req: &Request,
         body: Json<Login>,
     ) -> ApiResult<Tokens> {
-        let body = body.0;
-        let ident = match (body.email, body.username) {
-            (Some(e), None) => Identifier::Email(e.0),
-            (None, Some(u)) => Identifier::Username(u.0),
-            _ => {
-                return Err(ApiError::BadRequest(
-                    "Send exactly one of `email` and `username`.".into(),
-                ));
-            }
+        let (ident, password) = match body.0 {
+            Login::ByEmail(b) => (Identifier::Email(b.email.0), b.password.0),
+            Login::ByUsername(b) => (Identifier::Username(b.username.0), b.password.0),
         };
         let meta = super::client::client_meta(&state, req);
-        let issued =
-            accounts::login(&state, &ident, SecretString::from(body.password.0), meta).await?;
+        let issued = accounts::login(&state, &ident, SecretString::from(password), meta).await?;
         Ok(tokens(issued))
     }
 

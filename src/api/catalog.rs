@@ -6,15 +6,17 @@ use poem_openapi::{
     Object, OpenApi, Union,
     param::{Path, Query},
     payload::Json,
+    types::Example,
 };
 use uuid::Uuid;
 
 use super::{
     Tag,
     params::Id,
+    params::{PageNumber, PerPage},
     responses::{Created, NoContent, Page},
     security::{Access, Admin, Fresh, MaybeAccess},
-    text::{Price, Text},
+    text::{Description, Name, Price, Quantity},
 };
 use crate::{
     catalog::{self, ProductFields},
@@ -41,14 +43,33 @@ impl From<entity::category::Model> for Category {
 }
 
 #[derive(Object)]
+#[oai(example)]
 pub struct CategoryName {
-    pub name: Text,
+    pub name: Name,
+}
+
+impl Example for CategoryName {
+    fn example() -> Self {
+        CategoryName {
+            name: Name("Books".into()),
+        }
+    }
 }
 
 /// Absent or null leaves the name unchanged.
 #[derive(Object)]
+#[oai(example)]
 pub struct CategoryChange {
-    pub name: Option<Text>,
+    #[oai(nullable)]
+    pub name: Option<Name>,
+}
+
+impl Example for CategoryChange {
+    fn example() -> Self {
+        CategoryChange {
+            name: Some(Name("Rare books".into())),
+        }
+    }
 }
 
 #[derive(Object)]
@@ -104,23 +125,56 @@ pub struct ProductPage {
     pub limited: bool,
 }
 
+/// `category_id` names an existing category (else 422).
 #[derive(Object)]
+#[oai(example)]
 pub struct NewProduct {
-    pub name: Text,
-    pub description: Option<Text>,
+    pub name: Name,
+    #[oai(nullable)]
+    pub description: Option<Description>,
     pub price: Price,
-    pub quantity: i64,
+    pub quantity: Quantity,
     pub category_id: Uuid,
+}
+
+impl Example for NewProduct {
+    fn example() -> Self {
+        NewProduct {
+            name: Name("The Analytical Engine".into()),
+            description: Some(Description("Notes by the translator.".into())),
+            price: Price::from_text("19.99"),
+            quantity: Quantity(3),
+            category_id: Uuid::nil(),
+        }
+    }
 }
 
 /// Absent or null fields stay unchanged.
 #[derive(Object)]
+#[oai(example)]
 pub struct ProductChange {
-    pub name: Option<Text>,
-    pub description: Option<Text>,
+    #[oai(nullable)]
+    pub name: Option<Name>,
+    #[oai(nullable)]
+    pub description: Option<Description>,
+    #[oai(nullable)]
     pub price: Option<Price>,
-    pub quantity: Option<i64>,
+    #[oai(nullable)]
+    pub quantity: Option<Quantity>,
+    #[oai(nullable)]
     pub category_id: Option<Uuid>,
+}
+
+impl Example for ProductChange {
+    fn example() -> Self {
+        ProductChange {
+            name: None,
+            description: None,
+            price: Some(Price::from_text("24.5")),
+            quantity: Some(Quantity(10)),
+            category_id: None,
+        }
+    }
 }
 
 pub struct CatalogApi;
@@ -133,10 +187,10 @@ impl CatalogApi {
         &self,
         state: Data<&Arc<AppState>>,
         _auth: MaybeAccess,
-        page: Query<Option<i64>>,
-        per_page: Query<Option<i64>>,
+        page: Query<Option<PageNumber>>,
+        per_page: Query<Option<PerPage>>,
     ) -> ApiResult<Json<Page<Category>>> {
-        let paging = crate::paging::Paging::new(page.0, per_page.0)?;
+        let paging = crate::paging::Paging::new(page.0.map(|p| p.0), per_page.0.map(|p| p.0))?;
         let (items, total) = catalog::list_categories(state.reader(), paging).await?;
         Ok(Json(Page::of(items, paging, total)))
     }
@@ -221,11 +275,11 @@ impl CatalogApi {
         &self,
         state: Data<&Arc<AppState>>,
         auth: MaybeAccess,
-        page: Query<Option<i64>>,
-        per_page: Query<Option<i64>>,
+        page: Query<Option<PageNumber>>,
+        per_page: Query<Option<PerPage>>,
         category_id: Query<Option<Id>>,
     ) -> ApiResult<Json<ProductPage>> {
-        let paging = crate::paging::Paging::new(page.0, per_page.0)?;
+        let paging = crate::paging::Paging::new(page.0.map(|p| p.0), per_page.0.map(|p| p.0))?;
         let category = category_id.0.map(|c| c.uuid()).transpose()?;
         let (items, total) = catalog::list_products(state.reader(), category, paging).await?;
         let limited = auth.0.is_none();
@@ -266,7 +320,7 @@ impl CatalogApi {
                 name: Some(b.name.0),
                 description: Some(b.description.map(|t| t.0)),
                 price: Some(b.price.0),
-                quantity: Some(b.quantity),
+                quantity: Some(b.quantity.0),
                 category_id: Some(b.category_id),
             },
         )
@@ -306,7 +360,7 @@ impl CatalogApi {
             name: b.name.map(|t| t.0),
             description: b.description.map(|t| Some(t.0)),
             price: b.price.map(|p| p.0),
-            quantity: b.quantity,
+            quantity: b.quantity.map(|q| q.0),
             category_id: b.category_id,
         };
         Ok(Json(

@@ -6,15 +6,16 @@ use poem_openapi::{
     Object, OpenApi,
     param::{Path, Query},
     payload::Json,
+    types::Example,
 };
 use uuid::Uuid;
 
 use super::{
     Tag,
-    params::Id,
+    params::{Id, PageNumber, PerPage},
     responses::{Created, NoContent, Page},
     security::Access,
-    text::Text,
+    text::Name,
 };
 use crate::{
     employees::{self, Fields},
@@ -46,16 +47,38 @@ impl From<entity::employee::Model> for Employee {
 }
 
 #[derive(Object)]
+#[oai(example)]
 pub struct NewEmployee {
-    pub name: Text,
-    pub position: Text,
+    pub name: Name,
+    pub position: Name,
+}
+
+impl Example for NewEmployee {
+    fn example() -> Self {
+        NewEmployee {
+            name: Name("Grace Hopper".into()),
+            position: Name("Rear admiral".into()),
+        }
+    }
 }
 
 /// Absent or null fields stay unchanged.
 #[derive(Object)]
+#[oai(example)]
 pub struct EmployeeChange {
-    pub name: Option<Text>,
-    pub position: Option<Text>,
+    #[oai(nullable)]
+    pub name: Option<Name>,
+    #[oai(nullable)]
+    pub position: Option<Name>,
+}
+
+impl Example for EmployeeChange {
+    fn example() -> Self {
+        EmployeeChange {
+            name: None,
+            position: Some(Name("Commodore".into())),
+        }
+    }
 }
 
 pub struct EmployeesApi;
@@ -86,10 +109,10 @@ impl EmployeesApi {
         &self,
         state: Data<&Arc<AppState>>,
         auth: Access,
-        page: Query<Option<i64>>,
-        per_page: Query<Option<i64>>,
+        page: Query<Option<PageNumber>>,
+        per_page: Query<Option<PerPage>>,
     ) -> ApiResult<Json<Page<Employee>>> {
-        let paging = crate::paging::Paging::new(page.0, per_page.0)?;
+        let paging = crate::paging::Paging::new(page.0.map(|p| p.0), per_page.0.map(|p| p.0))?;
         let (items, total) = state.reads().employees(auth.0.sub, paging).await?;
         Ok(Json(Page::of(items, paging, total)))
     }
@@ -123,7 +146,7 @@ impl EmployeesApi {
     #[oai(
         path = "/employees/:id",
         method = "patch",
-        operation_id = "patch_employee"
+        operation_id = "update_employee"
     )]
     async fn patch(
         &self,

@@ -5,6 +5,7 @@ use poem_openapi::{OpenApiService, Tags};
 pub mod auth;
 pub mod catalog;
 pub mod client;
+pub mod document;
 pub mod employees;
 pub mod health;
 pub mod jwks;

@@ -62,7 +62,8 @@ macro_rules! access_scheme {
 }
 
 access_scheme!(
-    /// A valid, unrevoked access token.
+    /// The `access_token` from POST /auth/login (or /auth/refresh): valid,
+    /// unrevoked. Every protected operation but /auth/refresh takes it.
     Access, check_access, "check_access", admin: false, fresh: false
 );
 access_scheme!(
@@ -78,8 +79,10 @@ access_scheme!(
     AdminFresh, check_admin_fresh, "check_admin_fresh", admin: true, fresh: true
 );
 
-/// A refresh token with a valid signature and claims (the store decides at
-/// rotation whether it is current).
+/// The `refresh_token` from POST /auth/login (or /auth/refresh); only
+/// POST /auth/refresh takes it, and spends it.
+// A valid signature and claims here; the store decides at rotation whether
+// it is current.
 #[derive(SecurityScheme)]
 #[oai(
     rename = "refreshToken",

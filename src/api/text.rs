@@ -1,5 +1,7 @@
-//! A JSON string that is only a string: poem-openapi's `String` also accepts
-//! numbers and booleans, but API.md makes a wrongly typed field a 400.
+//! Request field types: JSON strings and numbers that are only that
+//! (poem-openapi's `String` also accepts numbers and booleans, but API.md
+//! makes a wrongly typed field a 400), each documented in the schema with
+//! its value rules while the service answers a broken rule with 422.
 
 use std::borrow::Cow;
 
@@ -9,58 +11,177 @@ use poem_openapi::{
 };
 use serde_json::Value;
 
-#[derive(Clone, PartialEq, Eq)]
-pub struct Text(pub String);
+/// The schema of a string with the value rules API.md gives it. The service
+/// still parses any string and answers a broken rule with 422
+/// `ValidationFailed` (src/validation.rs); the schema tells clients and
+/// generators the same rules up front.
+#[derive(Default)]
+struct Rules {
+    format: Option<&'static str>,
+    min: Option<usize>,
+    max: Option<usize>,
+    pattern: Option<&'static str>,
+    example: Option<&'static str>,
+    description: Option<&'static str>,
+}
 
-/// Never prints the value: request bodies carry passwords.
-impl std::fmt::Debug for Text {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Text(..)")
+impl Rules {
+    fn schema(self) -> MetaSchema {
+        let mut schema = match self.format {
+            Some(format) => MetaSchema::new_with_format("string", format),
+            None => MetaSchema::new("string"),
+        };
+        schema.min_length = self.min;
+        schema.max_length = self.max;
+        schema.pattern = self.pattern.map(str::to_owned);
+        schema.example = self.example.map(|e| Value::String(e.to_owned()));
+        schema.description = self.description;
+        schema
     }
 }
 
-impl Type for Text {
-    const IS_REQUIRED: bool = true;
-    type RawValueType = String;
-    type RawElementValueType = String;
+/// Control characters (Unicode Cc) as a JSON Schema pattern class.
+const NO_CONTROL: &str = r"^[^\u0000-\u001F\u007F-\u009F]*$";
 
-    fn name() -> Cow<'static, str> {
-        "string".into()
-    }
+/// A JSON string type that is only a string (poem-openapi's `String` also
+/// accepts numbers and booleans, but API.md makes a wrongly typed field a
+/// 400), documented with its rules.
+macro_rules! text_type {
+    ($(#[$doc:meta])* $name:ident, $rules:expr) => {
+        $(#[$doc])*
+        #[derive(Clone, PartialEq, Eq)]
+        pub struct $name(pub String);
 
-    fn schema_ref() -> MetaSchemaRef {
-        MetaSchemaRef::Inline(Box::new(MetaSchema::new("string")))
-    }
-
-    fn as_raw_value(&self) -> Option<&String> {
-        Some(&self.0)
-    }
-
-    fn raw_element_iter<'a>(&'a self) -> Box<dyn Iterator<Item = &'a String> + 'a> {
-        Box::new(std::iter::once(&self.0))
-    }
-}
-
-impl ParseFromJSON for Text {
-    fn parse_from_json(value: Option<Value>) -> ParseResult<Self> {
-        match value {
-            Some(Value::String(s)) => Ok(Text(s)),
-            Some(other) => Err(ParseError::expected_type(other)),
-            None => Err(ParseError::expected_type(Value::Null)),
+        /// Never prints the value: request bodies carry passwords.
+        impl std::fmt::Debug for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(concat!(stringify!($name), "(..)"))
+            }
         }
-    }
+
+        impl Type for $name {
+            const IS_REQUIRED: bool = true;
+            type RawValueType = String;
+            type RawElementValueType = String;
+
+            fn name() -> Cow<'static, str> {
+                concat!("string_", stringify!($name)).into()
+            }
+
+            fn schema_ref() -> MetaSchemaRef {
+                #[allow(clippy::needless_update)]
+                let rules: Rules = $rules;
+                MetaSchemaRef::Inline(Box::new(rules.schema()))
+            }
+
+            fn as_raw_value(&self) -> Option<&String> {
+                Some(&self.0)
+            }
+
+            fn raw_element_iter<'a>(&'a self) -> Box<dyn Iterator<Item = &'a String> + 'a> {
+                Box::new(std::iter::once(&self.0))
+            }
+        }
+
+        impl ParseFromJSON for $name {
+            fn parse_from_json(value: Option<Value>) -> ParseResult<Self> {
+                match value {
+                    Some(Value::String(s)) => Ok($name(s)),
+                    Some(other) => Err(ParseError::expected_type(other)),
+                    None => Err(ParseError::expected_type(Value::Null)),
+                }
+            }
+        }
+
+        impl ToJSON for $name {
+            fn to_json(&self) -> Option<Value> {
+                Some(Value::String(self.0.clone()))
+            }
+        }
+    };
 }
 
-impl ToJSON for Text {
-    fn to_json(&self) -> Option<Value> {
-        Some(Value::String(self.0.clone()))
+text_type!(
+    /// Any string (identifiers at login, a current password): no rules to show.
+    Text,
+    Rules::default()
+);
+
+text_type!(
+    /// A username: 3 to 32 of `[A-Za-z0-9_.-]`, unique case-insensitively.
+    Username,
+    Rules {
+        min: Some(3),
+        max: Some(32),
+        pattern: Some("^[A-Za-z0-9_.-]{3,32}$"),
+        example: Some("ada_lovelace"),
+        description: Some("3 to 32 of A-Z a-z 0-9 _ . -; unique case-insensitively."),
+        ..Rules::default()
     }
-}
+);
+
+text_type!(
+    /// An email address: at most 254 characters, local part at most 64.
+    Email,
+    Rules {
+        format: Some("email"),
+        max: Some(254),
+        example: Some("ada@example.com"),
+        description: Some(
+            "A valid address, at most 254 characters (local part at most 64); \
+             unique case-insensitively."
+        ),
+        ..Rules::default()
+    }
+);
+
+text_type!(
+    /// A new password: 8 to 128 characters (Unicode scalar values).
+    Password,
+    Rules {
+        format: Some("password"),
+        min: Some(8),
+        max: Some(128),
+        example: Some("correct horse battery staple"),
+        description: Some("8 to 128 characters."),
+        ..Rules::default()
+    }
+);
+
+text_type!(
+    /// A `name` or `position`: 1 to 100 characters, no control characters.
+    Name,
+    Rules {
+        min: Some(1),
+        max: Some(100),
+        pattern: Some(NO_CONTROL),
+        description: Some("1 to 100 characters, no control characters."),
+        ..Rules::default()
+    }
+);
+
+text_type!(
+    /// A product description: at most 2000 characters, no U+0000.
+    Description,
+    Rules {
+        max: Some(2000),
+        pattern: Some(r"^[^\u0000]*$"),
+        description: Some("At most 2000 characters; newlines and tabs are fine, U+0000 is not."),
+        ..Rules::default()
+    }
+);
 
 /// A JSON number kept as sent (checked for decimals in the rules), so a
 /// price is never rounded through a float on its way in.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Price(pub serde_json::Number);
+
+impl Price {
+    /// A price from its JSON text (for examples); 0 if the text is no number.
+    pub fn from_text(text: &str) -> Self {
+        Price(serde_json::from_str(text).unwrap_or_else(|_| serde_json::Number::from(0)))
+    }
+}
 
 impl Type for Price {
     const IS_REQUIRED: bool = true;
@@ -73,7 +194,13 @@ impl Type for Price {
 
     fn schema_ref() -> MetaSchemaRef {
         let mut schema = MetaSchema::new("number");
-        schema.description = Some("Exact decimal, at most 2 decimal places, >= 0");
+        schema.description = Some("Exact decimal, at most 2 decimal places, 0 to 1000000000000.");
+        // Exact multiples: schemathesis and most validators compare
+        // rationals, so 0.35 is a multiple of 0.01 there.
+        schema.multiple_of = Some(0.01);
+        schema.minimum = Some(0.0);
+        schema.maximum = Some(crate::money::MAX_PRICE);
+        schema.example = Some(Value::from(19.99));
         MetaSchemaRef::Inline(Box::new(schema))
     }
 
@@ -99,5 +226,55 @@ impl ParseFromJSON for Price {
 impl ToJSON for Price {
     fn to_json(&self) -> Option<Value> {
         Some(Value::Number(self.0.clone()))
+    }
+}
+
+/// A quantity in stock: an integer >= 0 (a negative one is 422).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quantity(pub i64);
+
+impl Type for Quantity {
+    const IS_REQUIRED: bool = true;
+    type RawValueType = i64;
+    type RawElementValueType = i64;
+
+    fn name() -> Cow<'static, str> {
+        "integer_quantity".into()
+    }
+
+    fn schema_ref() -> MetaSchemaRef {
+        let mut schema = MetaSchema::new_with_format("integer", "int64");
+        schema.description = Some("0 to 9007199254740991 (2^53 - 1).");
+        schema.minimum = Some(0.0);
+        schema.maximum = Some(crate::validation::MAX_QUANTITY as f64);
+        schema.example = Some(Value::from(3));
+        MetaSchemaRef::Inline(Box::new(schema))
+    }
+
+    fn as_raw_value(&self) -> Option<&i64> {
+        Some(&self.0)
+    }
+
+    fn raw_element_iter<'a>(&'a self) -> Box<dyn Iterator<Item = &'a i64> + 'a> {
+        Box::new(std::iter::once(&self.0))
+    }
+}
+
+impl ParseFromJSON for Quantity {
+    fn parse_from_json(value: Option<Value>) -> ParseResult<Self> {
+        match value {
+            Some(Value::Number(n)) => match n.as_i64() {
+                Some(q) => Ok(Quantity(q)),
+                None => Err(ParseError::expected_type(Value::Number(n))),
+            },
+            Some(other) => Err(ParseError::expected_type(other)),
+            None => Err(ParseError::expected_type(Value::Null)),
+        }
+    }
+}
+
+impl ToJSON for Quantity {
+    fn to_json(&self) -> Option<Value> {
+        Some(Value::from(self.0))
     }
 }

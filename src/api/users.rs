@@ -1,4 +1,4 @@
-use std::sync::Arc;
+use std::{borrow::Cow, sync::Arc};
 
 use chrono::{DateTime, Utc};
 use poem::web::Data;
@@ -6,16 +6,18 @@ use poem_openapi::{
     Object, OpenApi,
     param::{Path, Query},
     payload::Json,
+    registry::{MetaSchema, MetaSchemaRef},
+    types::{Example, ParseError, ParseFromJSON, ParseResult, ToJSON, Type},
 };
 use secrecy::SecretString;
 use uuid::Uuid;
 
 use super::{
     Tag,
-    params::Id,
+    params::{Id, PageNumber, PerPage},
     responses::{NoContent, Page},
     security::{Access, Admin, AdminFresh, Fresh},
-    text::Text,
+    text::{Email, Password, Text, Username},
 };
 use crate::{
     accounts::{self, AdminChange, ProfileChange},
@@ -52,22 +54,103 @@ impl From<entity::user::Model> for User {
 
 /// Absent or null fields stay unchanged.
 #[derive(Object)]
+#[oai(example)]
 pub struct UpdateMe {
-    pub username: Option<Text>,
-    pub email: Option<Text>,
+    #[oai(nullable)]
+    pub username: Option<Username>,
+    #[oai(nullable)]
+    pub email: Option<Email>,
+}
+
+impl Example for UpdateMe {
+    fn example() -> Self {
+        UpdateMe {
+            username: Some(Username("ada_l".into())),
+            email: None,
+        }
+    }
 }
 
 #[derive(Object)]
+#[oai(example)]
 pub struct ChangePassword {
     pub current_password: Text,
-    pub new_password: Text,
+    pub new_password: Password,
+}
+
+impl Example for ChangePassword {
+    fn example() -> Self {
+        ChangePassword {
+            current_password: Text("correct horse battery staple".into()),
+            new_password: Password("a longer passphrase, never reused".into()),
+        }
+    }
 }
 
 /// Absent or null fields stay unchanged.
 #[derive(Object)]
+#[oai(example)]
 pub struct AdminUpdate {
-    pub role: Option<Role>,
+    #[oai(nullable)]
+    pub role: Option<RoleField>,
+    #[oai(nullable)]
     pub blocked: Option<bool>,
+}
+
+/// `role` of an admin update, documented as an inline nullable enum: a
+/// nullable `$ref` needs an `allOf` wrapper, and generators drop those.
+pub struct RoleField(pub Role);
+
+impl Type for RoleField {
+    const IS_REQUIRED: bool = true;
+    type RawValueType = Role;
+    type RawElementValueType = Role;
+
+    fn name() -> Cow<'static, str> {
+        "role_or_null".into()
+    }
+
+    fn schema_ref() -> MetaSchemaRef {
+        let mut schema = MetaSchema::new("string");
+        schema.enum_items = [Role::User, Role::Admin]
+            .iter()
+            .filter_map(ToJSON::to_json)
+            .collect();
+        schema.nullable = true;
+        schema.description = Some("The new role; absent or null leaves it.");
+        MetaSchemaRef::Inline(Box::new(schema))
+    }
+
+    fn as_raw_value(&self) -> Option<&Role> {
+        Some(&self.0)
+    }
+
+    fn raw_element_iter<'a>(&'a self) -> Box<dyn Iterator<Item = &'a Role> + 'a> {
+        Box::new(std::iter::once(&self.0))
+    }
+}
+
+impl ParseFromJSON for RoleField {
+    fn parse_from_json(value: Option<serde_json::Value>) -> ParseResult<Self> {
+        Role::parse_from_json(value)
+            .map(RoleField)
+            .map_err(ParseError::propagate)
+    }
+}
+
+impl ToJSON for RoleField {
+    fn to_json(&self) -> Option<serde_json::Value> {
+        self.0.to_json()
+    }
+}
+
+impl Example for AdminUpdate {
+    fn example() -> Self {
+        AdminUpdate {
+            role: None,
+            blocked: Some(true),
+        }
+    }
 }
 
 pub struct UsersApi;
@@ -108,7 +191,7 @@ impl UsersApi {
     }
 
     /// Change the caller's username or email.
-    #[oai(path = "/users/me", method = "patch", operation_id = "patch_me")]
+    #[oai(path = "/users/me", method = "patch", operation_id = "update_me")]
     async fn patch_me(
         &self,
         state: Data<&Arc<AppState>>,
@@ -169,10 +252,10 @@ impl UsersApi {
         &self,
         state: Data<&Arc<AppState>>,
         _auth: Admin,
-        page: Query<Option<i64>>,
-        per_page: Query<Option<i64>>,
+        page: Query<Option<PageNumber>>,
+        per_page: Query<Option<PerPage>>,
     ) -> ApiResult<Json<Page<User>>> {
-        let paging = crate::paging::Paging::new(page.0, per_page.0)?;
+        let paging = crate::paging::Paging::new(page.0.map(|p| p.0), per_page.0.map(|p| p.0))?;
         let (items, total) = accounts::list(state.reader(), paging).await?;
         Ok(Json(Page::of(items, paging, total)))
     }
@@ -215,7 +298,7 @@ impl UsersApi {
             .await?
             .ok_or_else(ApiError::not_found)?;
         let change = AdminChange {
-            role: body.0.role,
+            role: body.0.role.map(|r| r.0),
             blocked: body.0.blocked,
         };
         let user = accounts::admin_update(&state, current, change)

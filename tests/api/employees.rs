@@ -375,6 +375,8 @@ async fn list_is_paged_newest_first(b: Backend) {
     // Bad parameters.
     for q in [
         "?page=99999999999999999999",
+        // One past the schema's maximum (2^53 - 1).
+        "?page=9007199254740992",
         "?per_page=0",
         "?per_page=101",
         "?per_page=-1",

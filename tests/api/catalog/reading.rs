@@ -148,6 +148,12 @@ async fn get_and_patch_products(b: Backend) {
         (json!({"price": 1.001}), Some(vec!["price"])),
         (json!({"price": -0.01}), Some(vec!["price"])),
         (json!({"quantity": -1}), Some(vec!["quantity"])),
+        // One past the schema's maximum (2^53 - 1).
+        (
+            json!({"quantity": 9007199254740992_i64}),
+            Some(vec!["quantity"]),
+        ),
+        (json!({"price": 1000000000000.01}), Some(vec!["price"])),
         (
             json!({"category_id": unknown_category}),
             Some(vec!["category_id"]),

@@ -1,0 +1,154 @@
+//! The OpenAPI document as served at `/openapi.json` and printed by
+//! `tessera openapi`: poem-openapi's, plus the response links (OpenAPI 3
+//! `links`) it cannot express. Links tell clients, and schemathesis's
+//! stateful phase, how one answer feeds the next call: register -> login
+//! -> me -> refresh, and a created resource -> its reads, changes, delete.
+
+use serde_json::{Value, json};
+
+/// One link: from `(path, method, status)` to `operation_id`, with the
+/// link's `parameters` and `requestBody` runtime expressions.
+struct Link {
+    from: (&'static str, &'static str, &'static str),
+    name: &'static str,
+    operation_id: &'static str,
+    parameters: Value,
+    request_body: Option<Value>,
+}
+
+fn links() -> Vec<Link> {
+    let access = || json!({"header.Authorization": "Bearer {$response.body#/access_token}"});
+    let refresh = || json!({"header.Authorization": "Bearer {$response.body#/refresh_token}"});
+    let id = || json!({"path.id": "$response.body#/id"});
+    let link = |from, name, operation_id, parameters| Link {
+        from,
+        name,
+        operation_id,
+        parameters,
+        request_body: None,
+    };
+    const REGISTER: (&str, &str, &str) = ("/auth/register", "post", "201");
+    const LOGIN: (&str, &str, &str) = ("/auth/login", "post", "200");
+    const REFRESH: (&str, &str, &str) = ("/auth/refresh", "post", "200");
+    const EMPLOYEE: (&str, &str, &str) = ("/employees", "post", "201");
+    const CATEGORY: (&str, &str, &str) = ("/categories", "post", "201");
+    const PRODUCT: (&str, &str, &str) = ("/products", "post", "201");
+    vec![
+        Link {
+            from: REGISTER,
+            name: "Login",
+            operation_id: "login",
+            parameters: json!({}),
+            request_body: Some(json!({
+                "email": "$request.body#/email",
+                "password": "$request.body#/password",
+            })),
+        },
+        link(REGISTER, "GetUser", "get_user", id()),
+        link(LOGIN, "GetMe", "get_me", access()),
+        link(LOGIN, "Verify", "verify", access()),
+        link(LOGIN, "ListSessions", "list_sessions", access()),
+        link(LOGIN, "Refresh", "refresh", refresh()),
+        link(LOGIN, "Logout", "logout", access()),
+        link(REFRESH, "GetMe", "get_me", access()),
+        link(REFRESH, "Refresh", "refresh", refresh()),
+        link(REFRESH, "Logout", "logout", access()),
+        link(EMPLOYEE, "GetEmployee", "get_employee", id()),
+        link(EMPLOYEE, "UpdateEmployee", "update_employee", id()),
+        link(EMPLOYEE, "PutEmployee", "put_employee", id()),
+        link(EMPLOYEE, "DeleteEmployee", "delete_employee", id()),
+        link(CATEGORY, "GetCategory", "get_category", id()),
+        link(CATEGORY, "UpdateCategory", "update_category", id()),
+        link(CATEGORY, "DeleteCategory", "delete_category", id()),
+        Link {
+            from: CATEGORY,
+            name: "CreateProduct",
+            operation_id: "create_product",
+            parameters: json!({}),
+            request_body: Some(json!({"category_id": "$response.body#/id"})),
+        },
+        link(PRODUCT, "GetProduct", "get_product", id()),
+        link(PRODUCT, "UpdateProduct", "update_product", id()),
+        link(PRODUCT, "DeleteProduct", "delete_product", id()),
+    ]
+}
+
+/// The document as a JSON value.
+pub fn value() -> Value {
+    let mut doc: Value = serde_json::from_str(&super::service().spec()).unwrap_or(Value::Null);
+    for l in links() {
+        let (path, method, status) = l.from;
+        let Some(response) = doc
+            .pointer_mut(&format!(
+                "/paths/{}/{method}/responses/{status}",
+                escape(path)
+            ))
+            .and_then(Value::as_object_mut)
+        else {
+            continue; // the unit test below catches a link whose source is gone
+        };
+        let mut definition = json!({"operationId": l.operation_id});
+        if l.parameters.as_object().is_some_and(|p| !p.is_empty()) {
+            definition["parameters"] = l.parameters;
+        }
+        if let Some(body) = l.request_body {
+            definition["requestBody"] = body;
+        }
+        let links = response
+            .entry("links")
+            .or_insert_with(|| json!({}))
+            .as_object_mut();
+        if let Some(links) = links {
+            links.insert(l.name.to_owned(), definition);
+        }
+    }
+    doc
+}
+
+/// The document as the JSON text served at `/openapi.json`.
+pub fn json() -> String {
+    serde_json::to_string(&value()).unwrap_or_default()
+}
+
+/// A JSON pointer token (RFC 6901).
+fn escape(token: &str) -> String {
+    token.replace('~', "~0").replace('/', "~1")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_link_has_its_source_and_target() {
+        let doc = value();
+        let mut operation_ids = Vec::new();
+        for item in doc["paths"]
+            .as_object()
+            .into_iter()
+            .flat_map(|p| p.values())
+        {
+            for op in item.as_object().into_iter().flat_map(|m| m.values()) {
+                if let Some(id) = op["operationId"].as_str() {
+                    operation_ids.push(id.to_owned());
+                }
+            }
+        }
+        for l in links() {
+            let (path, method, status) = l.from;
+            let pointer = format!(
+                "/paths/{}/{method}/responses/{status}/links/{}",
+                escape(path),
+                l.name
+            );
+            let link = doc.pointer(&pointer);
+            assert!(link.is_some(), "{pointer} missing");
+            assert!(
+                operation_ids.iter().any(|id| id == l.operation_id),
+                "link {} targets unknown operation {}",
+                l.name,
+                l.operation_id
+            );
+        }
+    }
+}
