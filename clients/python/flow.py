@@ -29,7 +29,7 @@ from tessera_client.models import (
     Employee,
     ErrorBody,
     ErrorCode,
-    Login,
+    LoginByEmail,
     NewEmployee,
     NewProduct,
     PageEmployee,
@@ -105,7 +105,7 @@ def login_pair(step: str, email: str, password: str) -> TokenPair:
     pair = check(
         step,
         login.sync_detailed(
-            client=anonymous(), body=Login(email=email, password=password)
+            client=anonymous(), body=LoginByEmail(email=email, password=password)
         ),
         200,
         TokenPair,
