@@ -106,9 +106,9 @@ async function liveResponse(op) {
 
 // Expand an operation, press "Try it out"; returns the operation's block.
 async function tryItOut(page, id, label) {
+  step(`expand ${label} (#${id})`);
   const op = page.locator(`#${id}`);
   await op.waitFor({ state: 'visible' });
-  step(`expand ${label}`);
   await op.locator('.opblock-summary-control').click();
   const tryOut = op.locator('button.try-out__btn');
   await tryOut.waitFor({ state: 'visible' });
@@ -270,7 +270,8 @@ async function main() {
 
     const off = offOrigin();
     if (failure) {
-      const what = failure instanceof Failure ? failure.message : failure.stack || String(failure);
+      const what = (failure instanceof Failure ? failure.message : failure.stack || String(failure))
+        .replace(/\x1b\[[0-9;]*m/g, ''); // Playwright's call log comes coloured
       messages.push(`step "${currentStep}" failed: ${what}`);
     }
     if (off.length) {
