@@ -1,0 +1,310 @@
+// One pass through Tessera with a client generated from its own OpenAPI
+// document: openapi-typescript turns the live /openapi.json into
+// generated/schema.ts, openapi-fetch makes the calls. `tsc --noEmit` (strict)
+// checks this program against the document, so a renamed field, a request
+// body that no longer fits or an error code that no longer exists is a
+// compile error; running it against a live server checks the behaviour.
+//
+//   TESSERA_BASE            http://127.0.0.1:PORT
+//   TESSERA_ADMIN_EMAIL     the root admin (to create a category and a product)
+//   TESSERA_ADMIN_PASSWORD
+//
+// scripts/client-typescript does all of that; exits 1 with a message on the
+// first unexpected answer.
+
+import { randomBytes } from "node:crypto";
+import createClient from "openapi-fetch";
+import type { components, paths } from "./generated/schema.js";
+
+type Schemas = components["schemas"];
+type User = Schemas["User"];
+type TokenPair = Schemas["TokenPair"];
+type Employee = Schemas["Employee"];
+type EmployeePage = Schemas["Page_Employee"];
+type Category = Schemas["Category"];
+type Product = Schemas["Product"];
+type ProductPage = Schemas["ProductPage"];
+type ProductItem = Schemas["ProductItem"];
+type ErrorBody = Schemas["ErrorBody"];
+type ErrorCode = Schemas["ErrorCode"];
+
+class FlowError extends Error {}
+
+function fail(message: string): never {
+    throw new FlowError(message);
+}
+
+function env(name: string): string {
+    const value = process.env[name];
+    if (value === undefined || value === "") {
+        fail(`${name} is not set (scripts/client-typescript sets it)`);
+    }
+    return value;
+}
+
+// What every openapi-fetch call returns, seen loosely enough to report on it.
+interface Outcome {
+    data?: unknown;
+    error?: unknown;
+    response: Response;
+}
+
+function describe(r: Outcome): string {
+    const body = r.error !== undefined ? r.error : r.data;
+    return `HTTP ${r.response.status}${body === undefined ? "" : ` ${JSON.stringify(body)}`}`;
+}
+
+// The call answered `status` with a body: return that body, typed by the document.
+function ok<R extends Outcome>(what: string, r: R, status: number): NonNullable<R["data"]> {
+    if (r.response.status !== status) {
+        fail(`${what}: expected HTTP ${status}, got ${describe(r)}`);
+    }
+    if (r.data === undefined || r.data === null) {
+        fail(`${what}: HTTP ${status} without a body`);
+    }
+    return r.data as NonNullable<R["data"]>;
+}
+
+// The call answered `status` (a 204) and nothing else.
+function noContent(what: string, r: Outcome, status = 204): void {
+    if (r.response.status !== status) {
+        fail(`${what}: expected HTTP ${status}, got ${describe(r)}`);
+    }
+}
+
+// The call failed with `status` and an error body whose code is `code`.
+function refused<R extends Outcome>(
+    what: string,
+    r: R,
+    status: number,
+    code: ErrorCode,
+): NonNullable<R["error"]> {
+    if (r.response.status !== status) {
+        fail(`${what}: expected HTTP ${status} ${code}, got ${describe(r)}`);
+    }
+    const error = r.error as (ErrorBody & NonNullable<R["error"]>) | undefined;
+    if (error === undefined || typeof error !== "object" || error === null) {
+        fail(`${what}: HTTP ${status} without an error body`);
+    }
+    if (error.code !== code) {
+        fail(`${what}: expected error code ${code}, got ${describe(r)}`);
+    }
+    if (typeof error.message !== "string" || error.message === "") {
+        fail(`${what}: error body without a message: ${describe(r)}`);
+    }
+    return error;
+}
+
+function check(what: string, condition: boolean, detail: unknown): void {
+    if (!condition) {
+        fail(`${what}: ${JSON.stringify(detail)}`);
+    }
+}
+
+function bearer(token: string): { Authorization: string } {
+    return { Authorization: `Bearer ${token}` };
+}
+
+function checkTokenPair(what: string, pair: TokenPair, userId: string): void {
+    check(`${what}: access_token`, typeof pair.access_token === "string" && pair.access_token !== "", pair);
+    check(`${what}: refresh_token`, typeof pair.refresh_token === "string" && pair.refresh_token !== "", pair);
+    check(`${what}: access and refresh tokens differ`, pair.access_token !== pair.refresh_token, pair);
+    check(`${what}: token_type is Bearer`, pair.token_type === "Bearer", pair);
+    check(`${what}: expires_in > 0`, Number.isInteger(pair.expires_in) && pair.expires_in > 0, pair);
+    check(
+        `${what}: refresh_expires_in > expires_in`,
+        Number.isInteger(pair.refresh_expires_in) && pair.refresh_expires_in > pair.expires_in,
+        pair,
+    );
+    check(`${what}: user_id`, pair.user_id === userId, pair);
+}
+
+function isFullProduct(item: ProductItem): item is Product {
+    return "price" in item;
+}
+
+const steps: Array<[string, () => Promise<void>]> = [];
+function step(name: string, run: () => Promise<void>): void {
+    steps.push([name, run]);
+}
+
+const base = process.env["TESSERA_BASE"];
+if (base === undefined || base === "") {
+    console.error("FAIL TESSERA_BASE is not set (scripts/client-typescript sets it)");
+    process.exit(1);
+}
+const client = createClient<paths>({
+    baseUrl: base,
+    // No call may hang the test: 10 s each.
+    fetch: (request: Request) => fetch(request, { signal: AbortSignal.timeout(10_000) }),
+});
+const suffix = randomBytes(6).toString("hex");
+const username = `ts_client.${suffix}`;
+const email = `ts-client-${suffix}@example.com`;
+const password = `pw-${suffix}-long-enough`;
+
+let user: User;
+let tokens: TokenPair;
+let employee: Employee;
+let product: Product;
+
+step("register", async () => {
+    const r = await client.POST("/auth/register", { body: { username, email, password } });
+    user = ok("POST /auth/register", r, 201);
+    check("register: id", typeof user.id === "string" && user.id !== "", user);
+    check("register: email", user.email === email, user);
+    check("register: username", user.username === username, user);
+    check("register: role user", user.role === "user", user);
+    check("register: not blocked", user.blocked === false, user);
+});
+
+step("login", async () => {
+    const r = await client.POST("/auth/login", { body: { email, password } });
+    tokens = ok("POST /auth/login", r, 200);
+    checkTokenPair("login", tokens, user.id);
+});
+
+step("users/me", async () => {
+    const r = await client.GET("/users/me", { headers: bearer(tokens.access_token) });
+    const me: User = ok("GET /users/me", r, 200);
+    check("users/me: email", me.email === email, me);
+    check("users/me: id", me.id === user.id, me);
+});
+
+step("refresh", async () => {
+    const r = await client.POST("/auth/refresh", { headers: bearer(tokens.refresh_token) });
+    const rotated: TokenPair = ok("POST /auth/refresh", r, 200);
+    checkTokenPair("refresh", rotated, user.id);
+    check("refresh: a new refresh token", rotated.refresh_token !== tokens.refresh_token, rotated);
+    tokens = rotated;
+});
+
+step("employees: create", async () => {
+    const r = await client.POST("/employees", {
+        headers: bearer(tokens.access_token),
+        body: { name: `Ada ${suffix}`, position: "Engineer" },
+    });
+    employee = ok("POST /employees", r, 201);
+    check("employee: name", employee.name === `Ada ${suffix}`, employee);
+    check("employee: position", employee.position === "Engineer", employee);
+    check("employee: owner_id", employee.owner_id === user.id, employee);
+});
+
+step("employees: list", async () => {
+    const r = await client.GET("/employees", {
+        headers: bearer(tokens.access_token),
+        params: { query: { page: 1, per_page: 100 } },
+    });
+    const page: EmployeePage = ok("GET /employees", r, 200);
+    check("employees page: page 1", page.page === 1, page);
+    check("employees page: per_page", page.per_page === 100, page);
+    check("employees page: total", page.total === 1, page);
+    check("employees page: items", Array.isArray(page.items) && page.items.length === 1, page);
+    const found = page.items.find((e) => e.id === employee.id);
+    check("employees page: has the new employee", found?.name === employee.name, page);
+});
+
+step("employees: delete", async () => {
+    const path = { path: { id: employee.id } };
+    noContent(
+        "DELETE /employees/{id}",
+        await client.DELETE("/employees/{id}", { headers: bearer(tokens.access_token), params: path }),
+    );
+    refused(
+        "GET /employees/{id} after delete",
+        await client.GET("/employees/{id}", { headers: bearer(tokens.access_token), params: path }),
+        404,
+        "NotFound",
+    );
+});
+
+step("products: admin creates one", async () => {
+    const login = await client.POST("/auth/login", {
+        body: { email: env("TESSERA_ADMIN_EMAIL"), password: env("TESSERA_ADMIN_PASSWORD") },
+    });
+    const admin: TokenPair = ok("POST /auth/login (admin)", login, 200);
+    const category: Category = ok(
+        "POST /categories",
+        await client.POST("/categories", {
+            headers: bearer(admin.access_token),
+            body: { name: `TS ${suffix}` },
+        }),
+        201,
+    );
+    check("category: name", category.name === `TS ${suffix}`, category);
+    product = ok(
+        "POST /products",
+        await client.POST("/products", {
+            headers: bearer(admin.access_token),
+            body: { name: `Widget ${suffix}`, price: 19.99, quantity: 3, category_id: category.id },
+        }),
+        201,
+    );
+    check("product: price", product.price === 19.99, product);
+    check("product: quantity", product.quantity === 3, product);
+    check("product: category_id", product.category_id === category.id, product);
+});
+
+step("products: anonymous list is limited", async () => {
+    const r = await client.GET("/products", { params: { query: { category_id: product.category_id } } });
+    const page: ProductPage = ok("GET /products (anonymous)", r, 200);
+    check("anonymous products: limited", page.limited === true, page);
+    const item = page.items.find((p) => p.id === product.id);
+    check("anonymous products: has the product", item !== undefined, page);
+    check(
+        "anonymous products: only id and name",
+        item !== undefined && Object.keys(item).sort().join(",") === "id,name" && item.name === product.name,
+        item,
+    );
+});
+
+step("products: signed-in list is full", async () => {
+    const r = await client.GET("/products", {
+        headers: bearer(tokens.access_token),
+        params: { query: { category_id: product.category_id } },
+    });
+    const page: ProductPage = ok("GET /products (signed in)", r, 200);
+    // `limited` may be false or left out.
+    check("signed-in products: not limited", page.limited !== true, page);
+    const item = page.items.find((p) => p.id === product.id);
+    check(
+        "signed-in products: the full product",
+        item !== undefined && isFullProduct(item) && item.price === 19.99 && item.quantity === 3,
+        item,
+    );
+});
+
+step("logout", async () => {
+    noContent("POST /auth/logout", await client.POST("/auth/logout", { headers: bearer(tokens.access_token) }));
+    const r = await client.GET("/users/me", { headers: bearer(tokens.access_token) });
+    refused("GET /users/me after logout", r, 401, "TokenRevoked");
+    // The typed error of openapi-fetch itself: ErrorBody, its code an ErrorCode.
+    const error: ErrorBody | undefined = r.error;
+    check("logout: typed error code", error?.code === "TokenRevoked", error);
+});
+
+async function main(): Promise<void> {
+    for (const [name, run] of steps) {
+        try {
+            await run();
+        } catch (e) {
+            if (e instanceof FlowError) {
+                throw e;
+            }
+            // A network failure, a timeout, a body that is not JSON.
+            const cause = e instanceof Error && e.cause !== undefined ? ` (${String(e.cause)})` : "";
+            throw new FlowError(`${name}: ${String(e)}${cause}`);
+        }
+        console.log(`ok ${name}`);
+    }
+    console.log(`flow: ${steps.length} steps passed against ${base}`);
+}
+
+main().catch((e: unknown) => {
+    if (e instanceof FlowError) {
+        console.error(`FAIL ${e.message}`);
+    } else {
+        console.error("FAIL unexpected exception:", e);
+    }
+    process.exit(1);
+});
