@@ -1,19 +1,30 @@
-"""Schemathesis auth hook for scripts/schemathesis (SCHEMATHESIS_HOOKS).
+"""Schemathesis hooks for scripts/schemathesis (SCHEMATHESIS_HOOKS).
 
-Every test case gets a fresh admin access token that is valid when the
-request is sent. A static `-H "Authorization: Bearer ..."` dies with the first
-test of POST /auth/logout, /auth/logout-all, PUT /users/me/password or
-DELETE /users/me, and every later test of an authenticated operation only
-sees 401. So: a "root" admin (created by the service at start from
-TESSERA_ADMIN_*) never used by the tests promotes throw-away accounts to
-admin; the current account's token is checked with GET /auth/verify before
-each case and replaced when a test revoked it (demoted, blocked or deleted
-its user).
+Authentication. Every test case gets a bearer token that is valid when the
+request is sent:
+- A "main" admin account (registered by this hook and promoted by the root
+  admin the service creates from TESSERA_ADMIN_*) serves every operation
+  that does not end sessions. Nothing a test does revokes it: requests aimed
+  at /users/{main or root id} are re-aimed at a random id, and the
+  operations below never see its token. So a resource created in a stateful
+  chain stays reachable by the next call of the chain
+  (ensure_resource_availability stays on).
+- Operations that end sessions or spend a token (logout, logout-all,
+  password change, DELETE /users/me, DELETE /auth/sessions/{id}, refresh)
+  get a throw-away account's token of their own.
+- A token the stateful phase put there itself through an OpenAPI link
+  (login -> me with `Bearer {$response.body#/access_token}`) is kept.
+  Schemathesis fills in an empty "Bearer " for the security scheme
+  otherwise.
 
-The root logs in once (a later login could meet the per-account limit that
-failed test logins with its email, learnt from GET /users, ran up), and
-tests never touch it: a request aimed at /users/{root id} is re-aimed at a
-random id before it is sent.
+Test data (schemathesis "seed known IDs"): positive cases of operations
+whose success needs a resource the schema cannot name get one that exists:
+products get the seed category, DELETE /auth/sessions/{id} the throw-away's
+second session, PUT /users/me/password the throw-away's current password.
+
+Coverage: every answer's status is appended to TESSERA_ST_STATS
+("METHOD /path/template status" per line); scripts/schemathesis fails the
+run unless every operation of the document got a 2xx.
 """
 
 import itertools
@@ -28,7 +39,18 @@ import schemathesis
 BASE = os.environ["TESSERA_ST_BASE"]
 ROOT_EMAIL = os.environ["TESSERA_ADMIN_EMAIL"]
 ROOT_PASSWORD = os.environ["TESSERA_ADMIN_PASSWORD"]
+STATS = os.environ.get("TESSERA_ST_STATS")
 PASSWORD = "schemathesis-user-password"
+SERIAL = itertools.count(1)
+
+# (method, path template) -> what the case needs instead of the main token.
+THROWAWAY = {
+    ("POST", "/auth/logout"),
+    ("POST", "/auth/logout-all"),
+    ("PUT", "/users/me/password"),
+    ("DELETE", "/users/me"),
+    ("DELETE", "/auth/sessions/{id}"),
+}
 
 
 def call(method, path, body=None, token=None):
@@ -52,66 +74,136 @@ def login(email, password):
     return body
 
 
+def register():
+    """A new account (role user); its email."""
+    n = next(SERIAL)
+    email = f"st-{os.getpid()}-{n}@example.com"
+    status, user = call(
+        "POST",
+        "/auth/register",
+        {"username": f"st_{os.getpid()}_{n}", "email": email, "password": PASSWORD},
+    )
+    if status != 201:
+        raise RuntimeError(f"tessera_auth: register failed with {status}")
+    return email, user["id"]
+
+
 def valid(token):
     return token is not None and call("GET", "/auth/verify", token=token)[0] == 200
 
 
-ROOT = {}
+STATE = {}
 
 
 def root():
-    """The root admin's token and id, from one login."""
-    if not ROOT:
+    """The root admin's token and id, from one login (a later login could
+    meet the per-account limit that failed test logins ran up)."""
+    if "root" not in STATE:
         token = login(ROOT_EMAIL, ROOT_PASSWORD)["access_token"]
         status, me = call("GET", "/users/me", token=token)
         if status != 200:
             raise RuntimeError(f"tessera_auth: GET /users/me of the root failed with {status}")
-        ROOT.update(token=token, id=me["id"])
-    return ROOT
+        STATE["root"] = {"token": token, "id": me["id"]}
+    return STATE["root"]
+
+
+def main_account():
+    """The main admin: token and id; replaced only if something revoked it."""
+    main = STATE.get("main")
+    if main is None or not valid(main["token"]):
+        email, user_id = register()
+        status, _ = call("PATCH", f"/users/{user_id}", {"role": "admin"}, token=root()["token"])
+        if status != 200:
+            raise RuntimeError(f"tessera_auth: promotion failed with {status}")
+        main = {"token": login(email, PASSWORD)["access_token"], "id": user_id}
+        STATE["main"] = main
+    return main
+
+
+def seed_category():
+    """A category that exists, for products' `category_id`."""
+    token = root()["token"]
+    cid = STATE.get("category")
+    if cid is None or call("GET", f"/categories/{cid}", token=token)[0] != 200:
+        status, body = call("POST", "/categories", {"name": f"st-seed-{uuid.uuid4()}"}, token=token)
+        if status != 201:
+            raise RuntimeError(f"tessera_auth: seed category failed with {status}")
+        cid = body["id"]
+        STATE["category"] = cid
+    return cid
+
+
+def is_positive(case):
+    meta = getattr(case, "meta", None)
+    generation = getattr(meta, "generation", None)
+    mode = getattr(generation, "mode", None)
+    return bool(mode is not None and mode.is_positive)
+
+
+def key(case):
+    return (case.method.upper(), case.path)
 
 
 @schemathesis.hook
 def before_call(context, case, kwargs):
     params = case.path_parameters or {}
-    if case.path.startswith("/users/") and params.get("id") == root()["id"]:
+    protected = {root()["id"], main_account()["id"]}
+    if case.path.startswith("/users/") and params.get("id") in protected:
         params["id"] = str(uuid.uuid4())
+    if case.path == "/categories/{id}" and case.method.upper() == "DELETE":
+        if params.get("id") == STATE.get("category"):
+            params["id"] = str(uuid.uuid4())
+    body = case.body
+    if is_positive(case) and isinstance(body, dict):
+        if case.path.startswith("/products") and body.get("category_id") is not None:
+            body["category_id"] = seed_category()
+        throwaway = STATE.get("throwaway")
+        if key(case) == ("PUT", "/users/me/password") and throwaway:
+            body["current_password"] = PASSWORD
+    if is_positive(case) and key(case) == ("DELETE", "/auth/sessions/{id}"):
+        throwaway = STATE.get("throwaway")
+        if throwaway and throwaway.get("other_session"):
+            params["id"] = throwaway["other_session"]
+
+
+@schemathesis.hook
+def after_call(context, case, response):
+    if STATS:
+        with open(STATS, "a", encoding="utf-8") as f:
+            f.write(f"{case.method.upper()} {case.path} {response.status_code}\n")
 
 
 @schemathesis.auth(refresh_interval=None, retry_on=[])
 class TesseraAuth:
-    def __init__(self):
-        self.email = None
-        self.token = None
-        self.serial = itertools.count(1)
-
-    def new_admin(self):
-        n = next(self.serial)
-        email = f"st-{os.getpid()}-{n}@example.com"
-        status, user = call(
-            "POST",
-            "/auth/register",
-            {"username": f"st_{os.getpid()}_{n}", "email": email, "password": PASSWORD},
-        )
-        if status != 201:
-            raise RuntimeError(f"tessera_auth: register failed with {status}")
-        status, _ = call("PATCH", f"/users/{user['id']}", {"role": "admin"}, token=root()["token"])
-        if status != 200:
-            raise RuntimeError(f"tessera_auth: promotion failed with {status}")
-        self.email = email
-        self.token = login(email, PASSWORD)["access_token"]
-
     def get(self, case, ctx):
-        if not valid(self.token):
-            self.new_admin()
+        headers = case.headers or {}
+        sent = [v for h, v in headers.items() if h.lower() == "authorization"]
+        if sent and str(sent[0]).startswith("Bearer ") and len(str(sent[0])) > len("Bearer "):
+            # Put there by an OpenAPI link: keep it, set again through this
+            # provider so that schemathesis counts it as explicit auth
+            # (ignored_auth then probes without it, as it should).
+            return str(sent[0])[len("Bearer ") :]
+        STATE.pop("throwaway", None)
         if case.path == "/auth/refresh":
-            # A refresh token of a new session: each one can be spent once.
-            # (Tests may have locked this account with failed logins.)
-            try:
-                return login(self.email, PASSWORD)["refresh_token"]
-            except RuntimeError:
-                self.new_admin()
-                return login(self.email, PASSWORD)["refresh_token"]
-        return self.token
+            # A refresh token of a new session of a new account: each one
+            # can be spent once, and the main account is never logged in
+            # again (failed test logins may have locked it).
+            email, _ = register()
+            return login(email, PASSWORD)["refresh_token"]
+        if key(case) in THROWAWAY:
+            email, _ = register()
+            tokens = login(email, PASSWORD)
+            throwaway = {"email": email}
+            if key(case) == ("DELETE", "/auth/sessions/{id}"):
+                # A second session to end, so the caller's own stays.
+                login(email, PASSWORD)
+                status, sessions = call("GET", "/auth/sessions", token=tokens["access_token"])
+                if status == 200:
+                    others = [s["id"] for s in sessions if not s["current"]]
+                    throwaway["other_session"] = others[0] if others else None
+            STATE["throwaway"] = throwaway
+            return tokens["access_token"]
+        return main_account()["token"]
 
     def set(self, case, data, ctx):
         case.headers = case.headers or {}
