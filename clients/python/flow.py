@@ -212,7 +212,7 @@ def employee_flow(tag: str, pair: TokenPair, user: User) -> None:
         "get deleted employee",
         get_employee.sync_detailed(employee.id, client=client),
         404,
-        ErrorCode.NOTFOUND,
+        ErrorCode.NOT_FOUND,
     )
 
 
@@ -324,7 +324,7 @@ def logout_flow(pair: TokenPair) -> None:
         "me after logout",
         get_me.sync_detailed(client=client),
         401,
-        ErrorCode.TOKENREVOKED,
+        ErrorCode.TOKEN_REVOKED,
     )
 
 
