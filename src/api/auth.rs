@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use super::{
     Tag,
-    responses::NoContent,
+    responses::{Created, NoContent},
     security::{Access, Refresh},
     text::{Email, Password, Text, Username},
     users::User,
@@ -138,12 +138,6 @@ pub struct Session {
 }
 
 #[derive(ApiResponse)]
-enum Registered {
-    #[oai(status = 201)]
-    Created(Json<User>),
-}
-
-#[derive(ApiResponse)]
 enum Tokens {
     /// Tokens are secrets: never cached.
     #[oai(status = 200)]
@@ -179,7 +173,7 @@ impl AuthApi {
         &self,
         state: Data<&Arc<AppState>>,
         body: Json<Register>,
-    ) -> ApiResult<Registered> {
+    ) -> ApiResult<Created<User>> {
         let body = body.0;
 
         let user = accounts::register(
@@ -193,7 +187,8 @@ impl AuthApi {
             Role::User,
         )
         .await?;
-        Ok(Registered::Created(Json(user.into())))
+        let location = format!("/users/{}", user.id);
+        Ok(Created::at(user.into(), location))
     }
 
     /// Log in with email or username and password: a fresh access token and

@@ -13,6 +13,8 @@ async fn register_returns_the_user_without_secrets(b: Backend) {
     assert_eq!(r.body["role"], "user");
     assert_eq!(r.body["blocked"], false);
     assert!(uuid::Uuid::parse_str(&r.str("id")).is_ok_and(|u| u.get_version_num() == 7));
+    let location = format!("/users/{}", r.str("id"));
+    assert_eq!(r.header("location"), Some(location.as_str()), "{r:?}");
     for k in ["created_at", "updated_at"] {
         assert!(
             chrono::DateTime::parse_from_rfc3339(&r.str(k)).is_ok(),
