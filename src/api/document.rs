@@ -136,6 +136,47 @@ fn enum_varnames(doc: &mut Value) {
     code["x-enum-varnames"] = Value::Array(names);
 }
 
+/// `application/json` for poem-openapi's `application/json; charset=utf-8`:
+/// the same media type to a server, but tools that look for keys ending in
+/// `/json` (openapi-fetch's JSON helpers) find nothing in the long form.
+fn plain_json(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            if let Some(content) = map.get_mut("content").and_then(Value::as_object_mut)
+                && let Some(schema) = content.remove("application/json; charset=utf-8")
+            {
+                content.insert("application/json".to_owned(), schema);
+            }
+            map.values_mut().for_each(plain_json);
+        }
+        Value::Array(items) => items.iter_mut().for_each(plain_json),
+        _ => {}
+    }
+}
+
+/// Output fields that are always sent, `null` when empty, are required
+/// (poem-openapi makes every `Option` optional): clients then type them
+/// `str | None`, not `str | None | Unset`. And `token_type` is only ever
+/// "Bearer".
+fn output_shapes(doc: &mut Value) {
+    let schemas = &mut doc["components"]["schemas"];
+    for (name, fields) in [
+        ("Product", &["description"][..]),
+        ("Session", &["user_agent", "ip"][..]),
+    ] {
+        if let Some(required) = schemas[name]["required"].as_array_mut() {
+            for f in fields {
+                if !required.iter().any(|r| r == f) {
+                    required.push(Value::from(*f));
+                }
+            }
+        }
+    }
+    if let Some(token_type) = schemas["TokenPair"]["properties"]["token_type"].as_object_mut() {
+        token_type.insert("enum".to_owned(), json!(["Bearer"]));
+    }
+}
+
 /// The document as a JSON value.
 pub fn value() -> Value {
     let mut doc: Value = serde_json::from_str(&super::service().spec()).unwrap_or(Value::Null);
@@ -158,6 +199,8 @@ pub fn value() -> Value {
         }
     }
     enum_varnames(&mut doc);
+    output_shapes(&mut doc);
+    plain_json(&mut doc);
     for l in links() {
         let (path, method, status) = l.from;
         let Some(response) = doc

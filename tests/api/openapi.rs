@@ -46,8 +46,7 @@ fn document_lists_the_endpoints_and_error_schema() {
     // Protected operations show their bearer requirement and error schema.
     let me = &paths["/users/me"]["get"];
     assert!(me["security"].to_string().contains("accessToken"));
-    let unauthorized =
-        &me["responses"]["401"]["content"]["application/json; charset=utf-8"]["schema"]["$ref"];
+    let unauthorized = &me["responses"]["401"]["content"]["application/json"]["schema"]["$ref"];
     assert_eq!(unauthorized, "#/components/schemas/ErrorBody");
     let schemes = &spec["components"]["securitySchemes"];
     assert_eq!(schemes["accessToken"]["scheme"], "bearer");
