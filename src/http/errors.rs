@@ -100,6 +100,12 @@ fn classify(e: poem::Error, path: &str, sent_body: bool, allow: &AllowTable) -> 
     // The parser's reason quotes the offending value, which may be a
     // password: never echo it.
     if e.is::<ParseRequestPayloadError>() {
+        if path == "/auth/login" {
+            // The login body is a oneOf: name the rule a both-or-neither body broke.
+            return ApiError::BadRequest(
+                "Send `password` with exactly one of `email` and `username`, all strings.".into(),
+            );
+        }
         return ApiError::BadRequest(
             "The body is not valid JSON, lacks a required field, or has a field of the wrong type."
                 .into(),
