@@ -7,7 +7,7 @@ use rust_decimal::Decimal;
 const MAX_CENTS: i64 = 100_000_000_000_000;
 
 /// `MAX_CENTS` in whole units, for the schema's `maximum`.
-pub const MAX_PRICE: f64 = 1_000_000_000_000.0;
+pub const MAX_PRICE: f64 = MAX_CENTS as f64 / 100.0;
 
 /// A JSON number's text to cents; `Err` is the 422 field message.
 pub fn to_cents(number: &serde_json::Number) -> Result<i64, &'static str> {

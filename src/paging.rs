@@ -4,9 +4,8 @@ use sea_orm::{DatabaseConnection, EntityTrait, PaginatorTrait, QuerySelect, Sele
 
 use crate::error::ApiError;
 
-/// The largest page number: the largest integer every JSON client (and
-/// the schema's `maximum`, a double) holds exactly, 2^53 - 1.
-pub const MAX_PAGE: i64 = (1 << 53) - 1;
+/// The largest page number (the schema's `maximum` is a double).
+pub const MAX_PAGE: i64 = crate::validation::MAX_JSON_INTEGER;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Paging {
@@ -20,9 +19,9 @@ impl Paging {
         let page = page.unwrap_or(1);
         let per_page = per_page.unwrap_or(20);
         if !(1..=MAX_PAGE).contains(&page) {
-            return Err(ApiError::BadRequest(
-                "`page` must be 1 to 9007199254740991.".into(),
-            ));
+            return Err(ApiError::BadRequest(format!(
+                "`page` must be 1 to {MAX_PAGE}."
+            )));
         }
         if !(1..=100).contains(&per_page) {
             return Err(ApiError::BadRequest("`per_page` must be 1 to 100.".into()));

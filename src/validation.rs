@@ -1,6 +1,6 @@
 //! Value rules of API.md ("Validation"). Lengths count Unicode scalar values.
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, ops::RangeInclusive};
 
 use crate::error::ApiError;
 
@@ -24,9 +24,21 @@ impl Problems {
     }
 }
 
+// The limits, shared with the OpenAPI schema (src/api/text.rs), which
+// documents them for clients.
+pub const USERNAME_LEN: RangeInclusive<usize> = 3..=32;
+pub const EMAIL_MAX: usize = 254;
+pub const EMAIL_LOCAL_MAX: usize = 64;
+pub const PASSWORD_LEN: RangeInclusive<usize> = 8..=128;
+pub const NAME_LEN: RangeInclusive<usize> = 1..=100;
+pub const DESCRIPTION_MAX: usize = 2000;
+/// The largest integer every JSON client reads exactly (2^53 - 1;
+/// JavaScript numbers are doubles): the bound of quantities and pages.
+pub const MAX_JSON_INTEGER: i64 = (1 << 53) - 1;
+
 pub fn username(s: &str) -> Result<(), &'static str> {
     let n = s.chars().count();
-    if !(3..=32).contains(&n) {
+    if !USERNAME_LEN.contains(&n) {
         return Err("must be 3 to 32 characters");
     }
     if !s
@@ -40,13 +52,13 @@ pub fn username(s: &str) -> Result<(), &'static str> {
 
 pub fn email(s: &str) -> Result<(), &'static str> {
     const INVALID: &str = "not a valid email address";
-    if s.chars().count() > 254 {
+    if s.chars().count() > EMAIL_MAX {
         return Err("must be at most 254 characters");
     }
     let Some((local, domain)) = s.rsplit_once('@') else {
         return Err(INVALID);
     };
-    if local.is_empty() || local.chars().count() > 64 {
+    if local.is_empty() || local.chars().count() > EMAIL_LOCAL_MAX {
         return Err(INVALID);
     }
     let local_ok = local
@@ -73,7 +85,7 @@ pub fn email(s: &str) -> Result<(), &'static str> {
 
 pub fn password(s: &str) -> Result<(), &'static str> {
     let n = s.chars().count();
-    if !(8..=128).contains(&n) {
+    if !PASSWORD_LEN.contains(&n) {
         return Err("must be 8 to 128 characters");
     }
     Ok(())
@@ -83,7 +95,7 @@ pub fn password(s: &str) -> Result<(), &'static str> {
 /// (Unicode Cc, which includes U+0000 that PostgreSQL text cannot store).
 pub fn name(s: &str) -> Result<(), &'static str> {
     let n = s.chars().count();
-    if !(1..=100).contains(&n) {
+    if !NAME_LEN.contains(&n) {
         return Err("must be 1 to 100 characters");
     }
     if s.chars().any(char::is_control) {
@@ -92,15 +104,11 @@ pub fn name(s: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
-/// The largest quantity: the largest integer every JSON client reads
-/// exactly (2^53 - 1; JavaScript numbers are doubles).
-pub const MAX_QUANTITY: i64 = (1 << 53) - 1;
-
 pub fn quantity(q: i64) -> Result<(), &'static str> {
     if q < 0 {
         return Err("must be >= 0");
     }
-    if q > MAX_QUANTITY {
+    if q > MAX_JSON_INTEGER {
         return Err("must be at most 9007199254740991");
     }
     Ok(())
@@ -109,7 +117,7 @@ pub fn quantity(q: i64) -> Result<(), &'static str> {
 /// A product description: at most 2000 characters, no U+0000 (newlines and
 /// tabs are fine).
 pub fn description(s: &str) -> Result<(), &'static str> {
-    if s.chars().count() > 2000 {
+    if s.chars().count() > DESCRIPTION_MAX {
         return Err("must be at most 2000 characters");
     }
     if s.contains('\0') {
@@ -164,6 +172,14 @@ mod tests {
         assert!(description("two\nlines\tand a tab").is_ok());
         assert!(description("nul\u{0}").is_err());
         assert!(description(&"x".repeat(2001)).is_err());
+    }
+
+    #[test]
+    fn quantities_up_to_the_json_integer_limit() {
+        assert!(quantity(0).is_ok() && quantity(MAX_JSON_INTEGER).is_ok());
+        assert!(quantity(-1).is_err());
+        let over = quantity(MAX_JSON_INTEGER + 1).unwrap_err();
+        assert!(over.ends_with(&MAX_JSON_INTEGER.to_string()), "{over}");
     }
 
     #[test]

@@ -11,6 +11,10 @@ use poem_openapi::{
 };
 use serde_json::Value;
 
+use crate::validation::{
+    DESCRIPTION_MAX, EMAIL_MAX, MAX_JSON_INTEGER, NAME_LEN, PASSWORD_LEN, USERNAME_LEN,
+};
+
 /// The schema of a string with the value rules API.md gives it. The service
 /// still parses any string and answers a broken rule with 422
 /// `ValidationFailed` (src/validation.rs); the schema tells clients and
@@ -111,8 +115,8 @@ text_type!(
     /// A username: 3 to 32 of `[A-Za-z0-9_.-]`, unique case-insensitively.
     Username,
     Rules {
-        min: Some(3),
-        max: Some(32),
+        min: Some(*USERNAME_LEN.start()),
+        max: Some(*USERNAME_LEN.end()),
         pattern: Some("^[A-Za-z0-9_.-]{3,32}$"),
         example: Some("ada_lovelace"),
         description: Some("3 to 32 of A-Z a-z 0-9 _ . -; unique case-insensitively."),
@@ -125,7 +129,7 @@ text_type!(
     Email,
     Rules {
         format: Some("email"),
-        max: Some(254),
+        max: Some(EMAIL_MAX),
         example: Some("ada@example.com"),
         description: Some(
             "A valid address, at most 254 characters (local part at most 64); \
@@ -140,8 +144,8 @@ text_type!(
     Password,
     Rules {
         format: Some("password"),
-        min: Some(8),
-        max: Some(128),
+        min: Some(*PASSWORD_LEN.start()),
+        max: Some(*PASSWORD_LEN.end()),
         example: Some("correct horse battery staple"),
         description: Some("8 to 128 characters."),
         ..Rules::default()
@@ -152,8 +156,8 @@ text_type!(
     /// A `name` or `position`: 1 to 100 characters, no control characters.
     Name,
     Rules {
-        min: Some(1),
-        max: Some(100),
+        min: Some(*NAME_LEN.start()),
+        max: Some(*NAME_LEN.end()),
         pattern: Some(NO_CONTROL),
         description: Some("1 to 100 characters, no control characters."),
         ..Rules::default()
@@ -164,7 +168,7 @@ text_type!(
     /// A product description: at most 2000 characters, no U+0000.
     Description,
     Rules {
-        max: Some(2000),
+        max: Some(DESCRIPTION_MAX),
         pattern: Some(r"^[^\u0000]*$"),
         description: Some("At most 2000 characters; newlines and tabs are fine, U+0000 is not."),
         ..Rules::default()
@@ -246,7 +250,7 @@ impl Type for Quantity {
         let mut schema = MetaSchema::new_with_format("integer", "int64");
         schema.description = Some("0 to 9007199254740991 (2^53 - 1).");
         schema.minimum = Some(0.0);
-        schema.maximum = Some(crate::validation::MAX_QUANTITY as f64);
+        schema.maximum = Some(MAX_JSON_INTEGER as f64);
         schema.example = Some(Value::from(3));
         MetaSchemaRef::Inline(Box::new(schema))
     }
@@ -276,5 +280,18 @@ impl ParseFromJSON for Quantity {
 impl ToJSON for Quantity {
     fn to_json(&self) -> Option<Value> {
         Some(Value::from(self.0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn username_pattern_states_the_validated_length() {
+        let schema = Username::schema_ref();
+        let pattern = schema.unwrap_inline().pattern.clone().unwrap_or_default();
+        let bounds = format!("{{{},{}}}", USERNAME_LEN.start(), USERNAME_LEN.end());
+        assert!(pattern.contains(&bounds), "{pattern}");
     }
 }
