@@ -190,7 +190,7 @@ impl CatalogApi {
         page: Query<Option<PageNumber>>,
         per_page: Query<Option<PerPage>>,
     ) -> ApiResult<Json<Page<Category>>> {
-        let paging = crate::paging::Paging::new(page.0.map(|p| p.0), per_page.0.map(|p| p.0))?;
+        let paging = super::params::paging(page.0, per_page.0)?;
         let (items, total) = catalog::list_categories(state.reader(), paging).await?;
         Ok(Json(Page::of(items, paging, total)))
     }
@@ -279,7 +279,7 @@ impl CatalogApi {
         per_page: Query<Option<PerPage>>,
         category_id: Query<Option<Id>>,
     ) -> ApiResult<Json<ProductPage>> {
-        let paging = crate::paging::Paging::new(page.0.map(|p| p.0), per_page.0.map(|p| p.0))?;
+        let paging = super::params::paging(page.0, per_page.0)?;
         let category = category_id.0.map(|c| c.uuid()).transpose()?;
         let (items, total) = catalog::list_products(state.reader(), category, paging).await?;
         let limited = auth.0.is_none();

@@ -112,7 +112,7 @@ impl EmployeesApi {
         page: Query<Option<PageNumber>>,
         per_page: Query<Option<PerPage>>,
     ) -> ApiResult<Json<Page<Employee>>> {
-        let paging = crate::paging::Paging::new(page.0.map(|p| p.0), per_page.0.map(|p| p.0))?;
+        let paging = super::params::paging(page.0, per_page.0)?;
         let (items, total) = state.reads().employees(auth.0.sub, paging).await?;
         Ok(Json(Page::of(items, paging, total)))
     }

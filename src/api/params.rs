@@ -10,7 +10,8 @@ use poem_openapi::{
 };
 use uuid::Uuid;
 
-use crate::error::ApiError;
+use super::text::integer_type;
+use crate::{error::ApiError, paging::Paging};
 
 /// A resource id: documented as a UUID, checked in the handler.
 #[derive(Debug, Clone)]
@@ -50,69 +51,29 @@ impl ParseFromParameter for Id {
     }
 }
 
-/// A `page` or `per_page` query value: any integer is parsed here and
-/// `Paging::new` answers one out of range with 400, after authentication
-/// (API.md's precedence); the schema documents the range.
-macro_rules! page_param {
-    ($(#[$doc:meta])* $name:ident, $tyname:literal, $min:expr, $max:expr, $default:expr, $description:literal) => {
-        $(#[$doc])*
-        #[derive(Debug, Clone, Copy)]
-        pub struct $name(pub i64);
-
-        impl Type for $name {
-            const IS_REQUIRED: bool = true;
-            type RawValueType = i64;
-            type RawElementValueType = i64;
-
-            fn name() -> Cow<'static, str> {
-                $tyname.into()
-            }
-
-            fn schema_ref() -> MetaSchemaRef {
-                let mut schema = MetaSchema::new_with_format("integer", "int64");
-                schema.minimum = Some($min as f64);
-                schema.maximum = Some($max as f64);
-                schema.default = Some(serde_json::Value::from($default));
-                schema.description = Some($description);
-                MetaSchemaRef::Inline(Box::new(schema))
-            }
-
-            fn as_raw_value(&self) -> Option<&i64> {
-                Some(&self.0)
-            }
-
-            fn raw_element_iter<'a>(&'a self) -> Box<dyn Iterator<Item = &'a i64> + 'a> {
-                Box::new(std::iter::once(&self.0))
-            }
-        }
-
-        impl ParseFromParameter for $name {
-            fn parse_from_parameter(value: &str) -> ParseResult<Self> {
-                value
-                    .parse::<i64>()
-                    .map($name)
-                    .map_err(|_| poem_openapi::types::ParseError::custom("not an integer"))
-            }
-        }
-    };
-}
-
-page_param!(
-    /// The page number, from 1.
+integer_type!(
+    /// The page number, from 1 (`Paging::new` answers one out of range with 400).
     PageNumber,
     "integer_page",
     1,
     crate::paging::MAX_PAGE,
-    1,
-    "The page, from 1."
+    "The page, from 1.",
+    default: Some(1),
+    example: None
 );
 
-page_param!(
+integer_type!(
     /// Items per page, 1 to 100.
     PerPage,
     "integer_per_page",
     1,
     100,
-    20,
-    "Items per page, 1 to 100."
+    "Items per page, 1 to 100.",
+    default: Some(20),
+    example: None
 );
+
+/// The `page` and `per_page` of a list request, checked.
+pub fn paging(page: Option<PageNumber>, per_page: Option<PerPage>) -> Result<Paging, ApiError> {
+    Paging::new(page.map(|p| p.0), per_page.map(|p| p.0))
+}

@@ -233,55 +233,88 @@ impl ToJSON for Price {
     }
 }
 
-/// A quantity in stock: an integer >= 0 (a negative one is 422).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Quantity(pub i64);
+/// An integer field or parameter documented with its range. Any integer
+/// parses; the rules (validation.rs, `Paging::new`) answer one out of range
+/// with 422 or 400, after authentication (API.md's precedence).
+macro_rules! integer_type {
+    ($(#[$doc:meta])* $name:ident, $tyname:literal, $min:expr, $max:expr, $description:literal,
+     default: $default:expr, example: $example:expr) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub struct $name(pub i64);
 
-impl Type for Quantity {
-    const IS_REQUIRED: bool = true;
-    type RawValueType = i64;
-    type RawElementValueType = i64;
+        impl poem_openapi::types::Type for $name {
+            const IS_REQUIRED: bool = true;
+            type RawValueType = i64;
+            type RawElementValueType = i64;
 
-    fn name() -> Cow<'static, str> {
-        "integer_quantity".into()
-    }
+            fn name() -> std::borrow::Cow<'static, str> {
+                $tyname.into()
+            }
 
-    fn schema_ref() -> MetaSchemaRef {
-        let mut schema = MetaSchema::new_with_format("integer", "int64");
-        schema.description = Some("0 to 9007199254740991 (2^53 - 1).");
-        schema.minimum = Some(0.0);
-        schema.maximum = Some(MAX_JSON_INTEGER as f64);
-        schema.example = Some(Value::from(3));
-        MetaSchemaRef::Inline(Box::new(schema))
-    }
+            fn schema_ref() -> poem_openapi::registry::MetaSchemaRef {
+                let mut schema = poem_openapi::registry::MetaSchema::new_with_format("integer", "int64");
+                schema.minimum = Some($min as f64);
+                schema.maximum = Some($max as f64);
+                schema.description = Some($description);
+                let default: Option<i64> = $default;
+                schema.default = default.map(serde_json::Value::from);
+                let example: Option<i64> = $example;
+                schema.example = example.map(serde_json::Value::from);
+                poem_openapi::registry::MetaSchemaRef::Inline(Box::new(schema))
+            }
 
-    fn as_raw_value(&self) -> Option<&i64> {
-        Some(&self.0)
-    }
+            fn as_raw_value(&self) -> Option<&i64> {
+                Some(&self.0)
+            }
 
-    fn raw_element_iter<'a>(&'a self) -> Box<dyn Iterator<Item = &'a i64> + 'a> {
-        Box::new(std::iter::once(&self.0))
-    }
-}
-
-impl ParseFromJSON for Quantity {
-    fn parse_from_json(value: Option<Value>) -> ParseResult<Self> {
-        match value {
-            Some(Value::Number(n)) => match n.as_i64() {
-                Some(q) => Ok(Quantity(q)),
-                None => Err(ParseError::expected_type(Value::Number(n))),
-            },
-            Some(other) => Err(ParseError::expected_type(other)),
-            None => Err(ParseError::expected_type(Value::Null)),
+            fn raw_element_iter<'a>(&'a self) -> Box<dyn Iterator<Item = &'a i64> + 'a> {
+                Box::new(std::iter::once(&self.0))
+            }
         }
-    }
-}
 
-impl ToJSON for Quantity {
-    fn to_json(&self) -> Option<Value> {
-        Some(Value::from(self.0))
-    }
+        impl poem_openapi::types::ParseFromJSON for $name {
+            fn parse_from_json(value: Option<serde_json::Value>) -> poem_openapi::types::ParseResult<Self> {
+                use poem_openapi::types::ParseError;
+                match value {
+                    Some(serde_json::Value::Number(n)) => match n.as_i64() {
+                        Some(v) => Ok($name(v)),
+                        None => Err(ParseError::expected_type(serde_json::Value::Number(n))),
+                    },
+                    Some(other) => Err(ParseError::expected_type(other)),
+                    None => Err(ParseError::expected_type(serde_json::Value::Null)),
+                }
+            }
+        }
+
+        impl poem_openapi::types::ParseFromParameter for $name {
+            fn parse_from_parameter(value: &str) -> poem_openapi::types::ParseResult<Self> {
+                value
+                    .parse::<i64>()
+                    .map($name)
+                    .map_err(|_| poem_openapi::types::ParseError::custom("not an integer"))
+            }
+        }
+
+        impl poem_openapi::types::ToJSON for $name {
+            fn to_json(&self) -> Option<serde_json::Value> {
+                Some(serde_json::Value::from(self.0))
+            }
+        }
+    };
 }
+pub(crate) use integer_type;
+
+integer_type!(
+    /// A quantity in stock: 0 to 2^53 - 1 (else 422).
+    Quantity,
+    "integer_quantity",
+    0,
+    MAX_JSON_INTEGER,
+    "0 to 9007199254740991 (2^53 - 1).",
+    default: None,
+    example: Some(3)
+);
 
 #[cfg(test)]
 mod tests {

@@ -255,7 +255,7 @@ impl UsersApi {
         page: Query<Option<PageNumber>>,
         per_page: Query<Option<PerPage>>,
     ) -> ApiResult<Json<Page<User>>> {
-        let paging = crate::paging::Paging::new(page.0.map(|p| p.0), per_page.0.map(|p| p.0))?;
+        let paging = super::params::paging(page.0, per_page.0)?;
         let (items, total) = accounts::list(state.reader(), paging).await?;
         Ok(Json(Page::of(items, paging, total)))
     }
