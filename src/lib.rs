@@ -42,11 +42,12 @@ pub fn app(state: Arc<AppState>) -> impl Endpoint + 'static {
     );
     let docs_csp = http::docs_csp(Some(&api.swagger_ui_html()));
     let docs = api.swagger_ui();
-    let document = Arc::new(api::document::json());
+    // Rendered once; each request shares the buffer.
+    let document = bytes::Bytes::from(api::document::json());
     let spec = poem::endpoint::make_sync(move |_| {
         poem::Response::builder()
             .content_type("application/json; charset=utf-8")
-            .body(document.as_str().to_owned())
+            .body(document.clone())
     });
     let cors = CorsPolicy::parse(state.settings.cors_origins.as_deref()).unwrap_or_else(|e| {
         // `serve` refuses to start with this; here fail closed.
@@ -71,38 +72,8 @@ pub fn app(state: Arc<AppState>) -> impl Endpoint + 'static {
 }
 
 /// The OpenAPI document as YAML (what `tessera openapi` prints).
-///
-/// Made from the JSON document (with its links), not poem-openapi's
-/// `spec_yaml`: with
-/// serde_json's `arbitrary_precision` (exact prices) serde_yaml writes a
-/// number inside a schema (`default`, `example`) as a private map.
 pub fn openapi_yaml() -> String {
-    serde_yaml::to_string(&yaml_of(api::document::value())).unwrap_or_default()
-}
-
-fn yaml_of(value: serde_json::Value) -> serde_yaml::Value {
-    use serde_json::Value as J;
-    use serde_yaml::Value as Y;
-    match value {
-        J::Null => Y::Null,
-        J::Bool(b) => Y::Bool(b),
-        J::Number(n) => {
-            if let Some(i) = n.as_u64() {
-                Y::Number(i.into())
-            } else if let Some(i) = n.as_i64() {
-                Y::Number(i.into())
-            } else {
-                Y::Number(n.as_f64().unwrap_or(0.0).into())
-            }
-        }
-        J::String(s) => Y::String(s),
-        J::Array(items) => Y::Sequence(items.into_iter().map(yaml_of).collect()),
-        J::Object(map) => Y::Mapping(
-            map.into_iter()
-                .map(|(k, v)| (Y::String(k), yaml_of(v)))
-                .collect(),
-        ),
-    }
+    api::document::yaml()
 }
 
 /// `GET /metrics` (not in the OpenAPI document, as API.md says). The pool
