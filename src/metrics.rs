@@ -55,10 +55,13 @@ pub enum Event {
     StoreEvictionPolicy,
     /// A login lost against an account change in flight (API.md).
     LoginLostToAccountChange,
+    /// The configured bootstrap admin's email or username is held by a
+    /// non-admin account: no admin was created (API.md).
+    BootstrapConflict,
 }
 
 impl Event {
-    const ALL: [Event; 13] = [
+    const ALL: [Event; 14] = [
         Event::LoginSucceeded,
         Event::LoginFailed,
         Event::LoginRateLimited,
@@ -72,6 +75,7 @@ impl Event {
         Event::DatabaseError,
         Event::StoreEvictionPolicy,
         Event::LoginLostToAccountChange,
+        Event::BootstrapConflict,
     ];
 
     fn name(self) -> &'static str {
@@ -89,6 +93,7 @@ impl Event {
             Event::DatabaseError => "database_error",
             Event::StoreEvictionPolicy => "store_eviction_policy",
             Event::LoginLostToAccountChange => "login_lost_to_account_change",
+            Event::BootstrapConflict => "bootstrap_conflict",
         }
     }
 }
