@@ -13,7 +13,7 @@
 //! | `tessera_db_errors_total` | counter | `kind`: `unavailable`, `other` |
 //! | `tessera_db_pool_acquire_timeouts_total` | counter | |
 //! | `tessera_db_pool_{size,idle,in_use,max_connections}` | gauge | |
-//! | `tessera_auth_events_total` | counter | `event` (`Event`, the older family) |
+//! | `tessera_auth_events_total` | counter | `event` (`Event`, the older family; `bootstrap_conflict`: the bootstrap admin's email or username held by a non-admin) |
 //!
 //! Every label value comes from a closed set (the enums below, route
 //! templates, known methods), so no client can grow the number of series.
