@@ -57,6 +57,12 @@ fn invisible(c: char) -> bool {
     c.is_control() || c.is_whitespace() || c.general_category() == GeneralCategory::Format
 }
 
+/// The form an email is stored and shown in: NFC, canonically the same text
+/// as sent (so one address has one spelling in the database).
+pub fn email_as_stored(s: &str) -> String {
+    entity::email_key::nfc(s)
+}
+
 /// The one email parser. The address is judged in NFC (the form stored);
 /// its domain must have an ASCII (IDNA) form, which the key uses.
 pub fn email(s: &str) -> Result<(), &'static str> {
@@ -64,7 +70,7 @@ pub fn email(s: &str) -> Result<(), &'static str> {
     if s.chars().any(invisible) {
         return Err("must not contain control, format or whitespace characters");
     }
-    let s = &entity::email_key::nfc(s);
+    let s = &email_as_stored(s);
     if s.chars().count() > EMAIL_MAX {
         return Err("must be at most 254 characters");
     }

@@ -128,7 +128,7 @@ pub async fn register(
         username: Set(new.username),
         email_key: Set(key),
         // Stored in NFC: canonically the same text as typed.
-        email: Set(entity::email_key::nfc(&new.email)),
+        email: Set(validation::email_as_stored(&new.email)),
         password_hash: Set(hash),
         role: Set(role.as_str().to_owned()),
         blocked: Set(false),
@@ -258,7 +258,7 @@ pub async fn update_profile(
     }
     if let (Some(e), Some(key)) = (change.email, new_email_key) {
         model.email_key = Set(key);
-        model.email = Set(entity::email_key::nfc(&e));
+        model.email = Set(validation::email_as_stored(&e));
     }
     model.updated_at = Set(Utc::now());
     model.update(db).await.map_err(ApiError::from)
