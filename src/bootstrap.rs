@@ -20,6 +20,9 @@ pub async fn ensure_admin(
 
 /// Idempotent across restarts and replicas starting together: the unique
 /// index decides, and an existing account with that email is left as it is.
+/// A non-admin holding the email or username is logged and counted, and the
+/// start goes on without an admin (API.md: a start never fails because of
+/// what users did).
 pub async fn ensure_admin_in(
     db: &DatabaseConnection,
     passwords: &Passwords,
@@ -33,11 +36,47 @@ pub async fn ensure_admin_in(
             Ok(())
         }
         Ok(Bootstrap::AlreadyThere(u)) => {
-            if u.role != "admin" {
-                tracing::warn!(user_id = %u.id, "TESSERA_ADMIN_EMAIL names an existing account that is not an admin; left unchanged");
-            } else {
-                tracing::info!(user_id = %u.id, "admin account already present");
-            }
+            tracing::info!(user_id = %u.id, "admin account already present");
+            Ok(())
+        }
+        Ok(Bootstrap::Conflict { field, holder }) => {
+            crate::metrics::event(crate::metrics::Event::BootstrapConflict);
+            tracing::error!(
+                conflict = field,
+                user_id = %holder.id,
+                "bootstrap admin not created: the configured admin {field} (TESSERA_ADMIN_{}) is held by a non-admin account; serving without it",
+                field.to_uppercase()
+            );
+            Ok(())
+        }
+        Err(e) => Err(anyhow::anyhow!(
+            "cannot create the admin account: {e}: {:?}",
+            e.body().fields
+        )),
+    }
+}
+
+/// `tessera create-admin`: like the bootstrap, but an operator asked for
+/// this admin, so a non-admin holding its email or username is an error
+/// (exit 1) rather than a start to go on with.
+pub async fn create_admin_in(
+    db: &DatabaseConnection,
+    passwords: &Passwords,
+    email: &str,
+    username: &str,
+    password: SecretString,
+) -> anyhow::Result<()> {
+    match accounts::bootstrap_admin(db, passwords, email, username, password).await {
+        Ok(Bootstrap::Conflict { field, holder }) => Err(anyhow::anyhow!(
+            "cannot create the admin account: its {field} is held by the non-admin account {}",
+            holder.id
+        )),
+        Ok(Bootstrap::Created(u)) => {
+            tracing::info!(user_id = %u.id, "admin account created");
+            Ok(())
+        }
+        Ok(Bootstrap::AlreadyThere(u)) => {
+            tracing::info!(user_id = %u.id, "admin account already present");
             Ok(())
         }
         Err(e) => Err(anyhow::anyhow!(

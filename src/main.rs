@@ -132,7 +132,7 @@ async fn create_admin(mut config: Config) -> anyhow::Result<()> {
         config.argon2_parallelism,
     )
     .await?;
-    tessera::bootstrap::ensure_admin_in(&db, &passwords, &email, &username, password).await
+    tessera::bootstrap::create_admin_in(&db, &passwords, &email, &username, password).await
 }
 
 /// SIGTERM (Kubernetes) or Ctrl-C: stop accepting, drain in-flight requests.

@@ -13,7 +13,7 @@
 //! | `tessera_db_errors_total` | counter | `kind`: `unavailable`, `other` |
 //! | `tessera_db_pool_acquire_timeouts_total` | counter | |
 //! | `tessera_db_pool_{size,idle,in_use,max_connections}` | gauge | |
-//! | `tessera_auth_events_total` | counter | `event` (`Event`, the older family) |
+//! | `tessera_auth_events_total` | counter | `event` (`Event`, the older family; `bootstrap_conflict`: the bootstrap admin's email or username held by a non-admin) |
 //!
 //! Every label value comes from a closed set (the enums below, route
 //! templates, known methods), so no client can grow the number of series.
@@ -55,10 +55,13 @@ pub enum Event {
     StoreEvictionPolicy,
     /// A login lost against an account change in flight (API.md).
     LoginLostToAccountChange,
+    /// The configured bootstrap admin's email or username is held by a
+    /// non-admin account: no admin was created (API.md).
+    BootstrapConflict,
 }
 
 impl Event {
-    const ALL: [Event; 13] = [
+    const ALL: [Event; 14] = [
         Event::LoginSucceeded,
         Event::LoginFailed,
         Event::LoginRateLimited,
@@ -72,6 +75,7 @@ impl Event {
         Event::DatabaseError,
         Event::StoreEvictionPolicy,
         Event::LoginLostToAccountChange,
+        Event::BootstrapConflict,
     ];
 
     fn name(self) -> &'static str {
@@ -89,6 +93,7 @@ impl Event {
             Event::DatabaseError => "database_error",
             Event::StoreEvictionPolicy => "store_eviction_policy",
             Event::LoginLostToAccountChange => "login_lost_to_account_change",
+            Event::BootstrapConflict => "bootstrap_conflict",
         }
     }
 }

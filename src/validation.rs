@@ -50,8 +50,27 @@ pub fn username(s: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
+/// Cc, Cf (zero-width, bidirectional controls) and whitespace (U+0085,
+/// U+00A0, U+2028 too): invisible or look-alike, never part of an address.
+fn invisible(c: char) -> bool {
+    use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
+    c.is_control() || c.is_whitespace() || c.general_category() == GeneralCategory::Format
+}
+
+/// The form an email is stored and shown in: NFC, canonically the same text
+/// as sent (so one address has one spelling in the database).
+pub fn email_as_stored(s: &str) -> String {
+    entity::email_key::nfc(s)
+}
+
+/// The one email parser. The address is judged in NFC (the form stored);
+/// its domain must have an ASCII (IDNA) form, which the key uses.
 pub fn email(s: &str) -> Result<(), &'static str> {
     const INVALID: &str = "not a valid email address";
+    if s.chars().any(invisible) {
+        return Err("must not contain control, format or whitespace characters");
+    }
+    let s = &email_as_stored(s);
     if s.chars().count() > EMAIL_MAX {
         return Err("must be at most 254 characters");
     }
@@ -76,11 +95,13 @@ pub fn email(s: &str) -> Result<(), &'static str> {
                 && !l.ends_with('-')
                 && l.chars().all(|c| c.is_alphanumeric() || c == '-')
         });
-    if local_ok && domain_ok {
-        Ok(())
-    } else {
-        Err(INVALID)
+    if !(local_ok && domain_ok) {
+        return Err(INVALID);
     }
+    if entity::email_key::email_key(s).is_none() {
+        return Err("the domain is not a valid internationalized domain name");
+    }
+    Ok(())
 }
 
 pub fn password(s: &str) -> Result<(), &'static str> {
@@ -160,6 +181,30 @@ mod tests {
         assert!(email(&format!("{}@example.com", "a".repeat(65))).is_err());
         assert!(email(&format!("{}@example.com", "a".repeat(64))).is_ok());
         assert!(email(&format!("a@{}.com", "b".repeat(250))).is_err());
+    }
+
+    #[test]
+    fn emails_refuse_invisible_characters() {
+        for bad in [
+            "admin\u{200b}@example.com",
+            "admin\u{202e}@example.com",
+            "admin\u{85}@example.com",
+            "admin\u{a0}@example.com",
+            "admin\u{2028}@example.com",
+            "admin\u{feff}@example.com",
+            "admin\u{7}@example.com",
+            "admin@exa\u{200d}mple.com",
+        ] {
+            let problem = email(bad).unwrap_err();
+            assert!(problem.contains("format"), "{bad:?}: {problem}");
+        }
+        // Unicode addresses stay valid, in either normal form.
+        assert!(email("jos\u{e9}@example.com").is_ok());
+        assert!(email("jose\u{301}@example.com").is_ok());
+        assert!(email("ann@bu\u{308}cher.example").is_ok());
+        assert!(email("ann@xn--bcher-kva.example").is_ok());
+        // Not Punycode at all.
+        assert!(email("ann@xn--a-ecp.xn--999999999999.example").is_err());
     }
 
     #[test]

@@ -1,4 +1,5 @@
 pub mod category;
+pub mod email_key;
 pub mod employee;
 pub mod product;
 pub mod user;

@@ -1,7 +1,7 @@
 use sea_orm::entity::prelude::*;
 
-/// An account. `username_key` and `email_key` are the lowercased forms that
-/// carry the case-insensitive unique indexes.
+/// An account. `username_key` (the lowercased username) and `email_key`
+/// (`crate::email_key`) carry the case-insensitive unique indexes.
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "users")]
 pub struct Model {

@@ -3,6 +3,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261123_000001_create_users;
 mod m20261123_000002_create_resources;
 mod m20261201_000003_security_stamp;
+mod m20261206_000004_email_keys;
 
 pub struct Migrator;
 
@@ -13,6 +14,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000001_create_users::Migration),
             Box::new(m20261123_000002_create_resources::Migration),
             Box::new(m20261201_000003_security_stamp::Migration),
+            Box::new(m20261206_000004_email_keys::Migration),
         ]
     }
 }

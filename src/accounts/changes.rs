@@ -54,6 +54,9 @@ async fn apply(
     let Some(current) = user::Entity::find_by_id(user_id).one(&txn).await? else {
         return Ok(None);
     };
+    if removes_an_admin(&current, &change) {
+        ensure_another_admin(&txn, user_id).await?;
+    }
     let stamp = new_stamp(current.security_stamp);
     let after = match change {
         Change::Update(model) => {
@@ -85,6 +88,50 @@ async fn apply(
     // After: a login that stored its session while we committed.
     state.tokens.end_user_sessions(user_id).await?;
     Ok(Some(after))
+}
+
+/// Whether `change` leaves `current`, an unblocked admin, demoted, blocked
+/// or deleted.
+fn removes_an_admin(current: &user::Model, change: &Change) -> bool {
+    use sea_orm::ActiveValue;
+    if role_of(current) != Role::Admin || current.blocked {
+        return false;
+    }
+    match change {
+        Change::Update(model) => {
+            let demoted = matches!(&model.role, ActiveValue::Set(r) if r != Role::Admin.as_str());
+            let blocked = matches!(model.blocked, ActiveValue::Set(true));
+            demoted || blocked
+        }
+        Change::Stamp => false,
+        Change::Delete => true,
+    }
+}
+
+/// 409 unless an unblocked admin other than `user_id` remains. The admin
+/// rows are locked (`FOR UPDATE`, in id order) until the commit, so two
+/// admins demoting each other at once cannot both pass: the second waits,
+/// then sees the first's change. SQLite has one writer connection, so its
+/// transactions are serial anyway.
+async fn ensure_another_admin(
+    txn: &sea_orm::DatabaseTransaction,
+    user_id: Uuid,
+) -> Result<(), ApiError> {
+    use sea_orm::{QueryOrder, QuerySelect};
+    let admins = user::Entity::find()
+        .filter(user::Column::Role.eq(Role::Admin.as_str()))
+        .filter(user::Column::Blocked.eq(false))
+        .order_by_asc(user::Column::Id)
+        .lock_exclusive()
+        .all(txn)
+        .await?;
+    if admins.iter().any(|u| u.id != user_id) {
+        Ok(())
+    } else {
+        Err(ApiError::Conflict(
+            "The last unblocked admin cannot be demoted, blocked or deleted.".into(),
+        ))
+    }
 }
 
 /// Changes the password after checking the current one, under the login

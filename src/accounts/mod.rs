@@ -55,15 +55,23 @@ fn new_stamp(old: i64) -> i64 {
     }
 }
 
+/// The key of a validated email (`validation::email` guarantees one).
+fn email_key(email: &str) -> Result<String, ApiError> {
+    entity::email_key::email_key(email).ok_or_else(|| {
+        ApiError::ValidationFailed(
+            [("email".to_owned(), "not a valid email address".to_owned())].into(),
+        )
+    })
+}
+
+/// Takes keys (`username_key`, `email_key`), not the values as typed.
 async fn ensure_free(
     db: &DatabaseConnection,
-    username: Option<&str>,
-    email: Option<&str>,
+    username: Option<String>,
+    email: Option<String>,
     except: Option<Uuid>,
 ) -> Result<(), ApiError> {
     use sea_orm::Condition;
-    let username = username.map(str::to_lowercase);
-    let email = email.map(str::to_lowercase);
     let mut any = Condition::any();
     if let Some(u) = &username {
         any = any.add(user::Column::UsernameKey.eq(u.as_str()));
@@ -104,15 +112,23 @@ pub async fn register(
         validation::password(new.password.expose_secret()),
     );
     problems.into_result()?;
-    ensure_free(db, Some(&new.username), Some(&new.email), None).await?;
+    let key = email_key(&new.email)?;
+    ensure_free(
+        db,
+        Some(new.username.to_lowercase()),
+        Some(key.clone()),
+        None,
+    )
+    .await?;
     let hash = passwords.hash_new_account(new.password).await?;
     let now = Utc::now();
     let model = user::ActiveModel {
         id: Set(Uuid::now_v7()),
         username_key: Set(new.username.to_lowercase()),
         username: Set(new.username),
-        email_key: Set(new.email.to_lowercase()),
-        email: Set(new.email),
+        email_key: Set(key),
+        // Stored in NFC: canonically the same text as typed.
+        email: Set(validation::email_as_stored(&new.email)),
         password_hash: Set(hash),
         role: Set(role.as_str().to_owned()),
         blocked: Set(false),
@@ -157,22 +173,27 @@ pub async fn authenticate(
     password: SecretString,
     client_ip: Option<&str>,
 ) -> Result<user::Model, ApiError> {
-    let query = match ident {
+    // An email without a key (no valid domain) names nobody; one with a key
+    // also counts under it, so every form of an address shares a counter.
+    let lookup = match ident {
         Identifier::Email(e) => {
-            user::Entity::find().filter(user::Column::EmailKey.eq(e.to_lowercase()))
+            entity::email_key::email_key(e).map(|k| (user::Column::EmailKey, k))
         }
-        Identifier::Username(u) => {
-            user::Entity::find().filter(user::Column::UsernameKey.eq(u.to_lowercase()))
-        }
+        Identifier::Username(u) => Some((user::Column::UsernameKey, u.to_lowercase())),
     };
     // No account holds a NUL (validation refuses it), and PostgreSQL text
     // cannot even compare one: such an identifier names nobody.
-    let found = if ident.as_str().contains('\0') {
-        None
-    } else {
-        query.one(db).await?
+    let found = match &lookup {
+        Some((column, k)) if !k.contains('\0') => {
+            user::Entity::find()
+                .filter(column.eq(k.as_str()))
+                .one(db)
+                .await?
+        }
+        _ => None,
     };
-    let key = limits::account_key(found.as_ref().map(|u| u.id), ident.kind(), ident.as_str());
+    let counted = lookup.as_ref().map_or(ident.as_str(), |(_, k)| k.as_str());
+    let key = limits::account_key(found.as_ref().map(|u| u.id), ident.kind(), counted);
     let attempt = limiter.begin(key, client_ip).await?;
     let hash = found.as_ref().map(|u| u.password_hash.clone());
     let ok = match passwords.verify(password, hash).await {
@@ -222,10 +243,11 @@ pub async fn update_profile(
     if change.username.is_none() && change.email.is_none() {
         return Ok(current);
     }
+    let new_email_key = change.email.as_deref().map(email_key).transpose()?;
     ensure_free(
         db,
-        change.username.as_deref(),
-        change.email.as_deref(),
+        change.username.as_deref().map(str::to_lowercase),
+        new_email_key.clone(),
         Some(current.id),
     )
     .await?;
@@ -234,9 +256,9 @@ pub async fn update_profile(
         model.username_key = Set(u.to_lowercase());
         model.username = Set(u);
     }
-    if let Some(e) = change.email {
-        model.email_key = Set(e.to_lowercase());
-        model.email = Set(e);
+    if let (Some(e), Some(key)) = (change.email, new_email_key) {
+        model.email_key = Set(key);
+        model.email = Set(validation::email_as_stored(&e));
     }
     model.updated_at = Set(Utc::now());
     model.update(db).await.map_err(ApiError::from)
@@ -257,11 +279,54 @@ pub async fn list(
 pub enum Bootstrap {
     Created(user::Model),
     AlreadyThere(user::Model),
+    /// The configured `field` (`email` or `username`) is held by this
+    /// non-admin account: no admin was created.
+    Conflict {
+        field: &'static str,
+        holder: user::Model,
+    },
 }
 
-/// Creates the configured admin unless an account with that email exists.
-/// Safe when several replicas start together: the unique index decides and
-/// the losers find the winner's row.
+/// What the configured email and username name today: an admin holding
+/// either is the bootstrap admin; a non-admin holding either is a conflict.
+async fn bootstrap_state(
+    db: &DatabaseConnection,
+    email: &str,
+    username: &str,
+) -> Result<Option<Bootstrap>, ApiError> {
+    let by_email = match entity::email_key::email_key(email) {
+        Some(key) => {
+            user::Entity::find()
+                .filter(user::Column::EmailKey.eq(key))
+                .one(db)
+                .await?
+        }
+        None => None,
+    };
+    let by_username = user::Entity::find()
+        .filter(user::Column::UsernameKey.eq(username.to_lowercase()))
+        .one(db)
+        .await?;
+    let judged = [("email", by_email), ("username", by_username)]
+        .into_iter()
+        .filter_map(|(field, u)| u.map(|u| (field, u)))
+        .map(|(field, holder)| {
+            if role_of(&holder) == Role::Admin {
+                Bootstrap::AlreadyThere(holder)
+            } else {
+                Bootstrap::Conflict { field, holder }
+            }
+        })
+        // A conflict outranks an admin found by the other field.
+        .min_by_key(|b| !matches!(b, Bootstrap::Conflict { .. }));
+    Ok(judged)
+}
+
+/// Creates the configured admin unless its email or username is taken
+/// (by an admin: already there; by anyone else: a conflict, reported, never
+/// an error, so what users did cannot stop a start). Safe when several
+/// replicas start together: the unique index decides and the losers find
+/// the winner's row.
 pub async fn bootstrap_admin(
     db: &DatabaseConnection,
     passwords: &Passwords,
@@ -269,15 +334,8 @@ pub async fn bootstrap_admin(
     username: &str,
     password: SecretString,
 ) -> Result<Bootstrap, ApiError> {
-    let find = || async {
-        user::Entity::find()
-            .filter(user::Column::EmailKey.eq(email.to_lowercase()))
-            .one(db)
-            .await
-            .map_err(ApiError::from)
-    };
-    if let Some(u) = find().await? {
-        return Ok(Bootstrap::AlreadyThere(u));
+    if let Some(found) = bootstrap_state(db, email, username).await? {
+        return Ok(found);
     }
     let new = NewAccount {
         username: username.to_owned(),
@@ -286,8 +344,8 @@ pub async fn bootstrap_admin(
     };
     match register(db, passwords, new, Role::Admin).await {
         Ok(u) => Ok(Bootstrap::Created(u)),
-        Err(ApiError::Conflict(msg)) => match find().await? {
-            Some(u) => Ok(Bootstrap::AlreadyThere(u)),
+        Err(ApiError::Conflict(msg)) => match bootstrap_state(db, email, username).await? {
+            Some(found) => Ok(found),
             None => Err(ApiError::Conflict(msg)),
         },
         Err(e) => Err(e),

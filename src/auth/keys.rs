@@ -227,6 +227,12 @@ impl KeyRing {
         }
         // `alg: none` (any spelling) is not an `Algorithm`: refused here.
         let header = decode_header(token).map_err(|_| ApiError::TokenInvalid)?;
+        // RFC 7515 4.1.11: we understand no critical extension, so a `crit`
+        // (even `null`, which the parsed header cannot tell from absent) is
+        // refused.
+        if header.crit.is_some() || header_names_crit(token) {
+            return Err(ApiError::TokenInvalid);
+        }
         // jku, x5u and embedded jwk headers are never consulted: only our kids.
         let kid = header.kid.ok_or(ApiError::TokenInvalid)?;
         let key = self
@@ -252,6 +258,20 @@ impl KeyRing {
         }
         Ok(claims)
     }
+}
+
+/// Whether the token's JOSE header has a `crit` member at all.
+fn header_names_crit(token: &str) -> bool {
+    let Some(encoded) = token.split('.').next() else {
+        return false;
+    };
+    URL_SAFE_NO_PAD
+        .decode(encoded)
+        .ok()
+        .and_then(|json| {
+            serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&json).ok()
+        })
+        .is_some_and(|h| h.contains_key("crit"))
 }
 
 struct RingBuilder {
@@ -423,6 +443,25 @@ mod eddsa_tests {
     fn header_of(token: &str) -> serde_json::Value {
         let h = token.split('.').next().unwrap();
         serde_json::from_slice(&URL_SAFE_NO_PAD.decode(h).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn a_crit_header_is_refused() {
+        let r = ring(Some(SECRET), &[], None, &[]).unwrap();
+        let c = claims(TokenType::Access);
+        let base = serde_json::json!({"alg": "HS256", "typ": "JWT", "kid": r.kid()});
+        let plain = hs256_forge(base.clone(), &c, SECRET.as_bytes());
+        assert_eq!(r.verify(&plain, TokenType::Access).unwrap(), c);
+        for crit in [serde_json::json!(["exp"]), serde_json::json!(null)] {
+            let mut h = base.clone();
+            h["crit"] = crit.clone();
+            h["exp"] = serde_json::json!(1);
+            let t = hs256_forge(h, &c, SECRET.as_bytes());
+            assert!(
+                matches!(r.verify(&t, TokenType::Access), Err(ApiError::TokenInvalid)),
+                "crit {crit}"
+            );
+        }
     }
 
     /// `header.claims.signature`, HMAC-SHA256 under `secret`.

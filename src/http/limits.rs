@@ -10,10 +10,16 @@ use poem::{
     http::{Method, StatusCode, header},
 };
 
+use poem_openapi::error::ParseRequestPayloadError;
+
 use crate::error::{ApiError, ErrorCode};
 
 /// Reads at most `max` bytes of body, with or without `Content-Length`
-/// (chunked), before any handler sees it.
+/// (chunked), before any handler sees it. A JSON body with a duplicate key
+/// is refused here for every endpoint, but at the body's place in API.md's
+/// error precedence: it reaches the endpoint as bytes no parser accepts,
+/// and the parse error that comes back (after routing and authentication
+/// had their say) becomes the 400 naming the duplicate.
 pub async fn body_limit<E: Endpoint>(
     ep: Arc<E>,
     mut req: Request,
@@ -37,6 +43,15 @@ pub async fn body_limit<E: Endpoint>(
                 return Err(ApiError::PayloadTooLarge(max).into());
             }
             buf.extend_from_slice(&chunk);
+        }
+        if super::ambiguous::is_json(&req) && super::has_duplicate_key(&buf) {
+            req.set_body(Body::from_bytes(bytes::Bytes::from_static(b"\0")));
+            return match ep.call(req).await {
+                Err(e) if e.is::<ParseRequestPayloadError>() => {
+                    Err(super::ambiguous::duplicate_key_error().into())
+                }
+                other => other.map(IntoResponse::into_response),
+            };
         }
         req.set_body(Body::from(buf));
     }

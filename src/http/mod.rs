@@ -2,6 +2,7 @@
 //! translation of framework errors into API.md's JSON, request limits, and
 //! the hygiene layers (security headers, CORS).
 
+mod ambiguous;
 mod client_ip;
 mod cors;
 mod errors;
@@ -11,6 +12,7 @@ mod request_id;
 mod routes;
 mod stack;
 
+pub use ambiguous::{has_duplicate_key, single_authorization};
 pub use client_ip::client_ip;
 pub use cors::*;
 pub use errors::*;

@@ -47,8 +47,9 @@ pub fn harden<E: Endpoint + 'static>(
     harden_with(routes, Hardening::new(max_body, allow))
 }
 
-/// The layers every request passes, innermost first: body limit, JSON errors
-/// for every failure, panics as 500 `InternalError`, the request deadline,
+/// The layers every request passes, innermost first: body limit (and
+/// duplicate JSON keys), JSON errors for every failure, one `Authorization`
+/// header at most, panics as 500 `InternalError`, the request deadline,
 /// the header cap, CORS, security headers, then request ids and logs.
 pub fn harden_with<E: Endpoint + 'static>(routes: E, h: Hardening) -> impl Endpoint + 'static {
     let Hardening {
@@ -63,7 +64,11 @@ pub fn harden_with<E: Endpoint + 'static>(routes: E, h: Hardening) -> impl Endpo
         .unwrap_or_else(|_| HeaderValue::from_static(super::API_CSP));
     let inner = routes
         .around(move |ep, req| super::body_limit(ep, req, max_body))
-        .around(move |ep, req| super::render_errors(ep, req, allow.clone()))
+        .around({
+            let allow = allow.clone();
+            move |ep, req| super::render_errors(ep, req, allow.clone())
+        })
+        .around(move |ep, req| super::single_authorization(ep, req, allow.clone()))
         .with(CatchPanic::new().with_handler(|_| {
             tracing::error!("a request handler panicked");
             ApiError::Internal.to_response()

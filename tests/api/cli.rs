@@ -353,3 +353,128 @@ async fn serve_bootstraps_the_admin_at_start() {
         assert!(status.success(), "run {run}: {status:?}");
     }
 }
+
+/// Waits until `base` answers /healthz; panics if the child exits first.
+async fn wait_healthy(client: &reqwest::Client, base: &str, child: &mut Proc, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if client.get(format!("{base}/healthz")).send().await.is_ok() {
+            return;
+        }
+        if let Some(s) = child.try_wait() {
+            panic!("tessera serve exited at start ({what}): {s:?}");
+        }
+        assert!(Instant::now() < deadline, "tessera did not start ({what})");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A user who registered the configured admin username before the first
+/// bootstrap cannot stop the service from starting: it starts, serves,
+/// logs the conflict (without secrets) and counts it; no admin is made.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_starts_despite_a_bootstrap_conflict() {
+    let db = temp_sqlite_url();
+    let client = reqwest::Client::new();
+    let admin_password = "boss password 123";
+
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut child = Proc::spawn(
+        tessera_cmd(&["serve"], &db)
+            .env("TESSERA_BIND", format!("127.0.0.1:{port}"))
+            .env("TESSERA_JWT_SECRET", crate::helpers::SECRET)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+        "tessera serve",
+    );
+    wait_healthy(&client, &base, &mut child, "first start").await;
+    let r = client
+        .post(format!("{base}/auth/register"))
+        .json(&json!({"username": "boss", "email": "mallory@example.com", "password": "mallory password"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    assert!(
+        child
+            .terminate_and_wait(Duration::from_secs(30))
+            .await
+            .success()
+    );
+
+    let log_path = std::env::temp_dir().join(format!("tessera-bootstrap-{port}.log"));
+    let log = std::fs::File::create(&log_path).unwrap();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut child = Proc::spawn(
+        tessera_cmd(&["serve"], &db)
+            .env("TESSERA_BIND", format!("127.0.0.1:{port}"))
+            .env("TESSERA_ADMIN_EMAIL", "boss@example.com")
+            .env("TESSERA_ADMIN_USERNAME", "boss")
+            .env("TESSERA_ADMIN_PASSWORD", admin_password)
+            .env("TESSERA_JWT_SECRET", crate::helpers::SECRET)
+            .env("TESSERA_LOG_FORMAT", "json")
+            .stdout(Stdio::null())
+            .stderr(log),
+        "tessera serve",
+    );
+    wait_healthy(&client, &base, &mut child, "start with the conflict").await;
+    let metrics = client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("tessera_auth_events_total{event=\"bootstrap_conflict\"} 1"),
+        "{metrics}"
+    );
+    // No admin: the configured credentials name nobody, the squatter is
+    // still a user.
+    let login = client
+        .post(format!("{base}/auth/login"))
+        .json(&json!({"email": "boss@example.com", "password": admin_password}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), 401);
+    let login: Value = client
+        .post(format!("{base}/auth/login"))
+        .json(&json!({"username": "boss", "password": "mallory password"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let access = login["access_token"].as_str().unwrap();
+    let me: Value = client
+        .get(format!("{base}/users/me"))
+        .bearer_auth(access)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["role"], "user", "{me}");
+
+    assert!(
+        child
+            .terminate_and_wait(Duration::from_secs(30))
+            .await
+            .success()
+    );
+    let logs = std::fs::read_to_string(&log_path).unwrap();
+    let _ = std::fs::remove_file(&log_path);
+    let line = logs
+        .lines()
+        .find(|l| l.contains("bootstrap admin not created"))
+        .unwrap_or_else(|| panic!("no conflict logged:\n{logs}"));
+    assert!(line.contains("\"ERROR\""), "{line}");
+    assert!(line.contains("\"conflict\":\"username\""), "{line}");
+    assert!(!logs.contains(admin_password), "the password was logged");
+}

@@ -448,7 +448,34 @@ async fn jwks_is_not_found_without_eddsa(b: Backend) {
     r.assert_error(404, "NotFound");
 }
 
+/// A correctly signed token whose header has `crit` is refused (RFC 7515:
+/// no critical extension is understood here); the same token without it
+/// works.
+async fn a_crit_header_is_token_invalid(b: Backend) {
+    let app = spawn_app(b).await;
+    let t = app.user("ann").await;
+    let claims_of = part(&t.access, 1);
+    let plain = header(&t.access);
+    let resigned = forge_hs256(&plain, &claims_of, SECRET.as_bytes());
+    app.get("/users/me", Some(&resigned))
+        .await
+        .assert_status(200);
+    for crit in [json!(["exp"]), json!(["x-tessera"]), json!(null)] {
+        let mut h = plain.clone();
+        h["crit"] = crit.clone();
+        h["exp"] = json!(1);
+        h["x-tessera"] = json!(true);
+        let forged = forge_hs256(&h, &claims_of, SECRET.as_bytes());
+        for path in ["/users/me", "/auth/verify"] {
+            let r = app.get(path, Some(&forged)).await;
+            r.assert_error(401, "TokenInvalid");
+            assert!(r.status.is_client_error(), "crit {crit} on {path}");
+        }
+    }
+}
+
 crate::both_backends!(
+    a_crit_header_is_token_invalid,
     previous_secret_tokens_verify,
     eddsa_tokens_verify_against_the_jwks,
     public_key_as_hmac_secret_is_invalid,

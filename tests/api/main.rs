@@ -13,6 +13,7 @@ mod employees;
 mod errors;
 mod faults;
 mod hygiene;
+mod identity;
 mod keys;
 mod limits;
 mod logscan;

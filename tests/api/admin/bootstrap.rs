@@ -94,4 +94,48 @@ async fn concurrent_bootstrap_in_one_process(b: Backend) {
     }
 }
 
-crate::both_backends!(bootstrap_is_idempotent, concurrent_bootstrap_in_one_process,);
+/// A non-admin holding the configured username (or email) is a conflict:
+/// the bootstrap succeeds without an admin and counts it; nobody is
+/// promoted. (Counters are per process: other tests may add to it.)
+async fn bootstrap_conflict_is_counted_not_fatal(b: Backend) {
+    let app = spawn_app(b).await;
+    let bootstrap_conflicts = |text: &str| -> u64 {
+        text.lines()
+            .find_map(|l| {
+                l.strip_prefix(r#"tessera_auth_events_total{event="bootstrap_conflict"} "#)
+            })
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    };
+    for (username, email) in [("root", "other@example.com"), ("other", "root@example.com")] {
+        let holder = app.register(username, email, PASSWORD).await;
+        holder.assert_status(201);
+        let before = bootstrap_conflicts(&app.get("/metrics", None).await.text);
+        tessera::bootstrap::ensure_admin(
+            &app.state,
+            "root@example.com",
+            "root",
+            SecretString::from(PASSWORD.to_owned()),
+        )
+        .await
+        .expect("a conflict does not fail the bootstrap");
+        let after = bootstrap_conflicts(&app.get("/metrics", None).await.text);
+        assert!(
+            after > before,
+            "{username}: not counted ({before} -> {after})"
+        );
+        let me = app.login_email(email, PASSWORD).await;
+        me.assert_status(200);
+        let v = app.verify(&me.str("access_token")).await;
+        assert_eq!(v.body["role"], "user", "{username}: promoted: {v:?}");
+        app.delete("/users/me", Some(&me.str("access_token")))
+            .await
+            .assert_status(204);
+    }
+}
+
+crate::both_backends!(
+    bootstrap_is_idempotent,
+    concurrent_bootstrap_in_one_process,
+    bootstrap_conflict_is_counted_not_fatal,
+);
