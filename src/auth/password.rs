@@ -15,6 +15,12 @@
 //! which anyone can send without an account, have a bound of their own: at
 //! most half of the hashing slots, so a registration storm cannot keep
 //! logins out.
+//!
+//! And every hash is on someone's account (`Caller`: the client IP and the
+//! account, when known): one caller holds at most a quarter of the slots and
+//! of the queue (`fair_share`); beyond it, 429 for that caller only, so a
+//! flood from one address, even of correct passwords, leaves the other
+//! addresses room. A full queue overall stays 503.
 
 use std::sync::{Arc, Mutex, mpsc};
 
@@ -26,11 +32,17 @@ use rand::RngCore;
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::{Semaphore, oneshot};
 
+use super::{fair_share::FairShare, store::LimitKey};
+use crate::metrics::{self, RateLimit};
+
 /// Hash requests that may wait for a permit, per core (at ~50 ms a hash,
 /// 32 waiters are under two seconds of queue).
 const QUEUE_PER_CORE: usize = 32;
 const SALT_LEN: usize = 16;
 const OUTPUT_LEN: usize = 32;
+/// `Retry-After` of a 429 for a caller over its share: a hash takes tens of
+/// milliseconds, so a share is usually free again within a second.
+const SHARE_RETRY_AFTER_SECS: u64 = 1;
 
 use crate::error::ApiError;
 
@@ -51,13 +63,52 @@ pub struct Passwords {
     /// which accounts exist.
     dummy_hash: Arc<str>,
     jobs: mpsc::Sender<Job>,
+    /// Each caller's share of `permits` and `queue`.
+    shares: FairShare<LimitKey>,
+}
+
+/// Whose hash it is: the fair-share keys. The client IP (`limits::ip_key`,
+/// IPv6 per /64) and the account (`limits::account_key`, or the new
+/// account's email for a registration); none for the service's own hashes
+/// (bootstrap, `create-admin`), which take no share.
+#[derive(Debug, Clone, Default)]
+pub struct Caller {
+    pub ip: Option<LimitKey>,
+    pub account: Option<LimitKey>,
+}
+
+impl Caller {
+    pub fn new(client_ip: Option<&str>, account: Option<LimitKey>) -> Self {
+        Self {
+            ip: client_ip.and_then(super::limits::ip_key),
+            account,
+        }
+    }
+
+    /// Always the IP first: every caller takes its slots in one order.
+    fn keys(&self) -> Vec<LimitKey> {
+        self.ip.iter().chain(&self.account).cloned().collect()
+    }
 }
 
 impl Passwords {
     pub async fn new(memory_kib: u32, iterations: u32, parallelism: u32) -> anyhow::Result<Self> {
+        Self::with_threads(memory_kib, iterations, parallelism, 0).await
+    }
+
+    /// `threads` hashing threads (`TESSERA_HASH_THREADS`; 0: one per core).
+    pub async fn with_threads(
+        memory_kib: u32,
+        iterations: u32,
+        parallelism: u32,
+        threads: usize,
+    ) -> anyhow::Result<Self> {
         let params = Params::new(memory_kib, iterations, parallelism, Some(OUTPUT_LEN))
             .map_err(|e| anyhow::anyhow!("invalid argon2 parameters: {e}"))?;
-        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let cores = match threads {
+            0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+            n => n,
+        };
         let jobs = spawn_hashers(cores, params.block_count())?;
         // A random "hash" costs a verification exactly what a real one does
         // and matches no password; making it needs no hashing (and no memory)
@@ -68,25 +119,33 @@ impl Passwords {
             &random_bytes::<OUTPUT_LEN>(),
         )
         .map_err(|e| anyhow::anyhow!("invalid argon2 parameters: {e}"))?;
+        let queue = cores * (QUEUE_PER_CORE + 1);
         Ok(Self {
             params,
             permits: Arc::new(Semaphore::new(cores)),
-            queue: Arc::new(Semaphore::new(cores * (QUEUE_PER_CORE + 1))),
+            queue: Arc::new(Semaphore::new(queue)),
+            shares: FairShare::new(cores, queue),
             signups: Arc::new(Semaphore::new((cores / 2).max(1))),
             dummy_hash: dummy.into(),
             jobs,
         })
     }
 
-    pub async fn hash(&self, password: SecretString) -> Result<String, ApiError> {
+    pub async fn hash(&self, password: SecretString, caller: &Caller) -> Result<String, ApiError> {
         let params = self.params.clone();
-        self.run(move |memory| hash_with(&params, password.expose_secret(), memory))
-            .await?
-            .map_err(ApiError::internal)
+        self.run(caller, move |memory| {
+            hash_with(&params, password.expose_secret(), memory)
+        })
+        .await?
+        .map_err(ApiError::internal)
     }
 
     /// `hash` for a new account: under the registrations' own bound too.
-    pub async fn hash_new_account(&self, password: SecretString) -> Result<String, ApiError> {
+    pub async fn hash_new_account(
+        &self,
+        password: SecretString,
+        caller: &Caller,
+    ) -> Result<String, ApiError> {
         let signup = self
             .signups
             .clone()
@@ -94,7 +153,7 @@ impl Passwords {
             .await
             .map_err(ApiError::internal)?;
         let params = self.params.clone();
-        self.run(move |memory| {
+        self.run(caller, move |memory| {
             let _signup = signup;
             hash_with(&params, password.expose_secret(), memory)
         })
@@ -107,23 +166,41 @@ impl Passwords {
         &self,
         password: SecretString,
         hash: Option<String>,
+        caller: &Caller,
     ) -> Result<bool, ApiError> {
         let known = hash.is_some();
         let hash = hash.unwrap_or_else(|| self.dummy_hash.to_string());
         let ok = self
-            .run(move |memory| verify_with(password.expose_secret(), &hash, memory))
+            .run(caller, move |memory| {
+                verify_with(password.expose_secret(), &hash, memory)
+            })
             .await?;
         Ok(ok && known)
     }
 
-    /// Runs `f` on a hashing thread once a permit is free.
+    /// Runs `f` on a hashing thread once the caller's slots and a permit
+    /// are free. Over the caller's share: 429, before the queue is looked at
+    /// (the caller is the one to slow down, not the service).
     async fn run<T: Send + 'static>(
         &self,
+        caller: &Caller,
         f: impl FnOnce(&mut Memory) -> T + Send + 'static,
     ) -> Result<T, ApiError> {
+        let share = self.shares.admit(&caller.keys()).map_err(|full| {
+            metrics::rate_limited(match full {
+                LimitKey::Ip(_) => RateLimit::HashingIp,
+                _ => RateLimit::HashingAccount,
+            });
+            ApiError::TooManyRequests {
+                retry_after: SHARE_RETRY_AFTER_SECS,
+            }
+        })?;
         let Ok(queued) = self.queue.clone().try_acquire_owned() else {
             return Err(ApiError::unavailable("password hashing queue is full"));
         };
+        // The caller's own slots first: its hashes beyond them wait here,
+        // not in the shared line for a thread.
+        let slots = share.slots().await;
         let permit = self
             .permits
             .clone()
@@ -133,7 +210,7 @@ impl Passwords {
         let (tx, rx) = oneshot::channel();
         let job: Job = Box::new(move |memory| {
             // Held until the hash is done, even if the request is gone.
-            let _held = (permit, queued);
+            let _held = (permit, queued, slots, share);
             let _ = tx.send(f(memory));
         });
         self.jobs
@@ -264,7 +341,11 @@ mod tests {
         for _ in 0..cores {
             let p = p.clone();
             running.push(tokio::spawn(async move {
-                p.hash(SecretString::from("correct horse".to_owned())).await
+                p.hash(
+                    SecretString::from("correct horse".to_owned()),
+                    &Caller::default(),
+                )
+                .await
             }));
         }
         // Let them take their permits, then cancel them all.
@@ -307,12 +388,23 @@ mod tests {
             .to_string();
         let p = Passwords::new(1024, 1, 1).await.unwrap();
         assert!(
-            p.verify(secret("correct horse"), Some(theirs.clone()))
+            p.verify(
+                secret("correct horse"),
+                Some(theirs.clone()),
+                &Caller::default()
+            )
+            .await
+            .unwrap()
+        );
+        assert!(
+            !p.verify(secret("wrong horse"), Some(theirs), &Caller::default())
                 .await
                 .unwrap()
         );
-        assert!(!p.verify(secret("wrong horse"), Some(theirs)).await.unwrap());
-        let ours = p.hash(secret("correct horse")).await.unwrap();
+        let ours = p
+            .hash(secret("correct horse"), &Caller::default())
+            .await
+            .unwrap();
         assert!(
             Argon2::default()
                 .verify_password(b"correct horse", ours.as_str())
@@ -326,30 +418,36 @@ mod tests {
     async fn hashes_of_another_cost_verify() {
         let small = Passwords::new(1024, 1, 1).await.unwrap();
         let large = Passwords::new(4096, 2, 1).await.unwrap();
-        let by_small = small.hash(secret("pw one")).await.unwrap();
-        let by_large = large.hash(secret("pw two")).await.unwrap();
+        let by_small = small
+            .hash(secret("pw one"), &Caller::default())
+            .await
+            .unwrap();
+        let by_large = large
+            .hash(secret("pw two"), &Caller::default())
+            .await
+            .unwrap();
         assert!(by_large.contains("m=4096,t=2,p=1"), "{by_large}");
         assert!(
             small
-                .verify(secret("pw two"), Some(by_large.clone()))
+                .verify(secret("pw two"), Some(by_large.clone()), &Caller::default())
                 .await
                 .unwrap()
         );
         assert!(
             large
-                .verify(secret("pw one"), Some(by_small.clone()))
+                .verify(secret("pw one"), Some(by_small.clone()), &Caller::default())
                 .await
                 .unwrap()
         );
         assert!(
             !small
-                .verify(secret("pw one"), Some(by_large))
+                .verify(secret("pw one"), Some(by_large), &Caller::default())
                 .await
                 .unwrap()
         );
         assert!(
             !large
-                .verify(secret("pw two"), Some(by_small))
+                .verify(secret("pw two"), Some(by_small), &Caller::default())
                 .await
                 .unwrap()
         );
@@ -367,7 +465,9 @@ mod tests {
             "$bcrypt$v=19$m=1024,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA",
         ] {
             assert!(
-                !p.verify(secret("x"), Some(bad.to_owned())).await.unwrap(),
+                !p.verify(secret("x"), Some(bad.to_owned()), &Caller::default())
+                    .await
+                    .unwrap(),
                 "{bad}"
             );
         }
@@ -377,27 +477,36 @@ mod tests {
     async fn hash_and_verify() {
         let p = Passwords::new(1024, 1, 1).await.unwrap();
         let h = p
-            .hash(SecretString::from("correct horse".to_owned()))
+            .hash(
+                SecretString::from("correct horse".to_owned()),
+                &Caller::default(),
+            )
             .await
             .unwrap();
         assert!(h.starts_with("$argon2id$"));
         assert!(
             p.verify(
                 SecretString::from("correct horse".to_owned()),
-                Some(h.clone())
+                Some(h.clone()),
+                &Caller::default()
             )
             .await
             .unwrap()
         );
         assert!(
-            !p.verify(SecretString::from("wrong horse".to_owned()), Some(h))
-                .await
-                .unwrap()
+            !p.verify(
+                SecretString::from("wrong horse".to_owned()),
+                Some(h),
+                &Caller::default()
+            )
+            .await
+            .unwrap()
         );
         assert!(
             !p.verify(
                 SecretString::from("tessera-dummy-password".to_owned()),
-                None
+                None,
+                &Caller::default()
             )
             .await
             .unwrap()
