@@ -371,6 +371,57 @@ mod tests {
         panic!("permits never came back");
     }
 
+    /// One caller beyond its quarter of the queue is 429 at once while
+    /// another caller is served; a cancelled request keeps its share while
+    /// its hash runs (like its permit) and gives it back when the hash ends.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one_caller_gets_a_quarter_and_cancelled_hashes_keep_it() {
+        // Hashes of tens of milliseconds: longer than the checks below.
+        let p = Passwords::with_threads(64 * 1024, 4, 1, 1).await.unwrap();
+        let flooder = Caller::new(Some("203.0.113.5"), None);
+        let ip = flooder.ip.clone().unwrap();
+        let share = super::super::fair_share::quarter(QUEUE_PER_CORE + 1);
+        let mut running = Vec::new();
+        for _ in 0..share {
+            let (p, caller) = (p.clone(), flooder.clone());
+            running.push(tokio::spawn(async move {
+                p.hash(secret("correct horse"), &caller).await
+            }));
+        }
+        while p.shares.in_flight(&ip) < share {
+            tokio::task::yield_now().await;
+        }
+        match p.hash(secret("one more"), &flooder).await {
+            Err(ApiError::TooManyRequests { retry_after }) => assert_eq!(retry_after, 1),
+            other => panic!("expected 429, got {other:?}"),
+        }
+        // Cancel them all: the one hashing (the first admitted sent its job
+        // at once) keeps its share until its hash ends.
+        for task in &running {
+            task.abort();
+        }
+        // The waiting ones give theirs back as they are dropped.
+        let mut left = p.shares.in_flight(&ip);
+        for _ in 0..1000 {
+            if left <= 1 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            left = p.shares.in_flight(&ip);
+        }
+        assert_eq!(left, 1, "the running hash's share");
+        // Another address is served.
+        let other = Caller::new(Some("2001:db8::1"), None);
+        p.hash(secret("correct horse"), &other).await.unwrap();
+        for _ in 0..1000 {
+            if p.shares.in_flight(&ip) == 0 {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        panic!("the share never came back");
+    }
+
     fn secret(s: &str) -> SecretString {
         SecretString::from(s.to_owned())
     }
