@@ -140,21 +140,16 @@ impl Passwords {
         .map_err(ApiError::internal)
     }
 
-    /// `hash` for a new account: under the registrations' own bound too.
+    /// `hash` for a new account: under the registrations' own bound too
+    /// (waited for once the caller's share admits it, so one address's
+    /// waiting registrations are bounded by its share).
     pub async fn hash_new_account(
         &self,
         password: SecretString,
         caller: &Caller,
     ) -> Result<String, ApiError> {
-        let signup = self
-            .signups
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(ApiError::internal)?;
         let params = self.params.clone();
-        self.run(caller, move |memory| {
-            let _signup = signup;
+        self.run_gated(caller, Some(&self.signups), move |memory| {
             hash_with(&params, password.expose_secret(), memory)
         })
         .await?
@@ -186,6 +181,16 @@ impl Passwords {
         caller: &Caller,
         f: impl FnOnce(&mut Memory) -> T + Send + 'static,
     ) -> Result<T, ApiError> {
+        self.run_gated(caller, None, f).await
+    }
+
+    /// `run`, also holding a permit of `gate` (if any) until the hash ends.
+    async fn run_gated<T: Send + 'static>(
+        &self,
+        caller: &Caller,
+        gate: Option<&Arc<Semaphore>>,
+        f: impl FnOnce(&mut Memory) -> T + Send + 'static,
+    ) -> Result<T, ApiError> {
         let share = self.shares.admit(&caller.keys()).map_err(|full| {
             metrics::rate_limited(match full {
                 LimitKey::Ip(_) => RateLimit::HashingIp,
@@ -195,6 +200,17 @@ impl Passwords {
                 retry_after: SHARE_RETRY_AFTER_SECS,
             }
         })?;
+        // Waiting at the gate takes no place in the queue (a registration
+        // storm cannot fill it), but one in the caller's share.
+        let gated = match gate {
+            Some(g) => Some(
+                g.clone()
+                    .acquire_owned()
+                    .await
+                    .map_err(ApiError::internal)?,
+            ),
+            None => None,
+        };
         let Ok(queued) = self.queue.clone().try_acquire_owned() else {
             return Err(ApiError::unavailable("password hashing queue is full"));
         };
@@ -210,7 +226,7 @@ impl Passwords {
         let (tx, rx) = oneshot::channel();
         let job: Job = Box::new(move |memory| {
             // Held until the hash is done, even if the request is gone.
-            let _held = (permit, queued, slots, share);
+            let _held = (permit, queued, slots, share, gated);
             let _ = tx.send(f(memory));
         });
         self.jobs
