@@ -68,9 +68,9 @@ pub struct Passwords {
 }
 
 /// Whose hash it is: the fair-share keys. The client IP (`limits::ip_key`,
-/// IPv6 per /64) and the account (`limits::account_key`, or the new
-/// account's email for a registration); none for the service's own hashes
-/// (bootstrap, `create-admin`), which take no share.
+/// IPv6 per /64) and the account (`limits::account_key`; none for a
+/// registration, whose account does not exist yet); neither for the
+/// service's own hashes (bootstrap, `create-admin`), which take no share.
 #[derive(Debug, Clone, Default)]
 pub struct Caller {
     pub ip: Option<LimitKey>,
