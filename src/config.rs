@@ -126,6 +126,30 @@ pub struct Config {
     )]
     pub login_max_failures_per_ip: u32,
 
+    /// Failed logins per account from every address in the window (0 = no limit).
+    #[arg(
+        long = "login-max-failures-per-account",
+        env = "TESSERA_LOGIN_MAX_FAILURES_PER_ACCOUNT",
+        default_value_t = 100
+    )]
+    pub login_max_failures_per_account: u32,
+
+    /// Registrations per client IP per hour (0 = no limit).
+    #[arg(
+        long = "register-per-ip",
+        env = "TESSERA_REGISTER_PER_IP",
+        default_value_t = 30
+    )]
+    pub register_per_ip: u32,
+
+    /// Password hashing threads (0 = one per core).
+    #[arg(
+        long = "hash-threads",
+        env = "TESSERA_HASH_THREADS",
+        default_value_t = 0
+    )]
+    pub hash_threads: usize,
+
     #[arg(long = "trust-forwarded", env = "TESSERA_TRUST_FORWARDED", default_value_t = false, action = clap::ArgAction::Set)]
     pub trust_forwarded: bool,
 
@@ -391,6 +415,10 @@ mod tests {
         assert_eq!(c.access_ttl, Duration::from_secs(900));
         assert_eq!(c.max_sessions_per_user, 100);
         assert_eq!(c.login_max_failures, 5);
+        assert_eq!(c.login_max_failures_per_account, 100);
+        assert_eq!(c.login_max_failures_per_ip, 50);
+        assert_eq!(c.register_per_ip, 30);
+        assert_eq!(c.hash_threads, 0);
         assert!(c.redis_url.is_none() && c.jwt_secret.is_none());
     }
 

@@ -14,6 +14,7 @@
 //! | `tessera_db_pool_acquire_timeouts_total` | counter | |
 //! | `tessera_db_pool_{size,idle,in_use,max_connections}` | gauge | |
 //! | `tessera_auth_events_total` | counter | `event` (`Event`, the older family; `bootstrap_conflict`: the bootstrap admin's email or username held by a non-admin) |
+//! | `tessera_rate_limited_total` | counter | `limit` (`RateLimit`) |
 //!
 //! Every label value comes from a closed set (the enums below, route
 //! templates, known methods), so no client can grow the number of series.
@@ -192,6 +193,24 @@ label_set! {
     }
 }
 
+label_set! {
+    /// Which limit answered a 429 (API.md, "Precise rules" and "Email").
+    RateLimit {
+        /// Failed logins of one account from one client IP.
+        AccountIp => "account_ip",
+        /// Failed logins of one account from every address.
+        Account => "account",
+        /// Failed logins from one client IP.
+        Ip => "ip",
+        /// One client IP's fair share of password hashing.
+        HashingIp => "hashing_ip",
+        /// One account's fair share of password hashing.
+        HashingAccount => "hashing_account",
+        /// Registrations from one client IP.
+        Register => "register",
+    }
+}
+
 /// Counts per value of a label set, indexed by the enum's discriminant.
 struct Counts<const N: usize>([AtomicU64; N]);
 
@@ -254,6 +273,7 @@ struct Metrics {
     store_errors: Counts<{ StoreErrorKind::ALL.len() }>,
     db_errors: Counts<{ DbErrorKind::ALL.len() }>,
     db_acquire_timeouts: AtomicU64,
+    rate_limited: Counts<{ RateLimit::ALL.len() }>,
 }
 
 fn metrics() -> &'static Metrics {
@@ -267,6 +287,7 @@ fn metrics() -> &'static Metrics {
         store_errors: Counts::new(),
         db_errors: Counts::new(),
         db_acquire_timeouts: AtomicU64::new(0),
+        rate_limited: Counts::new(),
     })
 }
 
@@ -311,6 +332,11 @@ pub fn store_error(k: StoreErrorKind) {
 
 pub fn db_error(k: DbErrorKind) {
     metrics().db_errors.add(k as usize);
+}
+
+/// A request answered 429 by `limit`.
+pub fn rate_limited(limit: RateLimit) {
+    metrics().rate_limited.add(limit as usize);
 }
 
 /// No pool connection within the acquire timeout: the pool is too small
@@ -497,6 +523,17 @@ pub fn render() -> String {
         DbErrorKind::label,
         |i| m.db_errors.get(i),
     );
+    counter_family(
+        &mut out,
+        (
+            "tessera_rate_limited_total",
+            "Requests answered 429, by the limit that refused them.",
+            "limit",
+        ),
+        RateLimit::ALL,
+        RateLimit::label,
+        |i| m.rate_limited.get(i),
+    );
     family(
         &mut out,
         "tessera_db_pool_acquire_timeouts_total",
@@ -553,6 +590,7 @@ mod tests {
         record_request("unmatched", "BREW", 405, Duration::from_millis(1));
         event(Event::RefreshReused);
         login(LoginOutcome::RateLimited);
+        rate_limited(RateLimit::HashingAccount);
         let text = render_with_pool(Some(PoolStats {
             size: 3,
             idle: 1,
@@ -569,6 +607,8 @@ mod tests {
             r#"tessera_revocations_total{cause="session_end"} "#,
             r#"tessera_store_errors_total{kind="corrupt"} "#,
             r#"tessera_db_errors_total{kind="other"} "#,
+            r#"tessera_rate_limited_total{limit="account_ip"} "#,
+            r#"tessera_rate_limited_total{limit="register"} "#,
             "tessera_db_pool_acquire_timeouts_total ",
             "tessera_db_pool_in_use 2\n",
             "tessera_db_pool_max_connections 10\n",

@@ -31,6 +31,8 @@ pub struct Settings {
     pub request_timeout: std::time::Duration,
     pub trust_forwarded: bool,
     pub login_limits: crate::auth::limits::LoginLimits,
+    /// `TESSERA_REGISTER_PER_IP`: registrations per client IP per hour.
+    pub register_per_ip: u32,
 }
 
 pub struct AppState {
@@ -293,10 +295,11 @@ impl AppState {
             }
         };
 
-        let passwords = Passwords::new(
+        let passwords = Passwords::with_threads(
             config.argon2_memory_kib,
             config.argon2_iterations,
             config.argon2_parallelism,
+            config.hash_threads,
         )
         .await?;
 
@@ -326,9 +329,11 @@ impl AppState {
                 trust_forwarded: config.trust_forwarded,
                 login_limits: LoginLimits {
                     max_failures: config.login_max_failures,
+                    max_failures_per_account: config.login_max_failures_per_account,
                     max_failures_per_ip: config.login_max_failures_per_ip,
                     window_secs: config.login_window.as_secs().max(1),
                 },
+                register_per_ip: config.register_per_ip,
             },
         }))
     }

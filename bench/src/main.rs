@@ -1,6 +1,7 @@
 //! `bench`: load generator for Tessera (issue 10). See BENCHMARKS.md.
 
 mod ceiling;
+mod flood;
 mod floor;
 mod mixed;
 mod report;
@@ -86,6 +87,14 @@ struct Load {
     /// The `ceiling` of `bench argon2` (hashes/s): prints login's ratio to it.
     #[arg(long)]
     ceiling: Option<f64>,
+    /// `login`, `mixed`'s storm: spread the logins over this many client
+    /// addresses in `X-Forwarded-For` (the server must run with
+    /// `TESSERA_TRUST_FORWARDED=true`); 0: no header, all from this host.
+    #[arg(long, default_value_t = 0)]
+    addresses: u32,
+    /// `login-flood`: the addresses the flood comes from.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..))]
+    flood_addresses: u16,
     /// Per-request timeout (a timeout counts as a transport error).
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     timeout: Duration,
@@ -138,6 +147,9 @@ async fn bench(load: Load) -> Result<bool> {
     if load.scenario == Scenario::Mixed {
         return mixed::bench(&load).await;
     }
+    if load.scenario == Scenario::LoginFlood {
+        return flood::bench(&load).await;
+    }
     let mode = match load.rate {
         None => Mode::Closed,
         Some(rate) => match Schedule::new(rate, load.duration) {
@@ -151,6 +163,7 @@ async fn bench(load: Load) -> Result<bool> {
         &load.path,
         usize::from(load.connections),
         load.timeout,
+        &scenario::Addresses::spread(1, load.addresses),
     )
     .await?;
     let report = run::run(workers, mode, load.duration).await;

@@ -47,6 +47,7 @@ pub async fn bench(load: &Load) -> Result<bool> {
         &load.path,
         storm_connections,
         load.timeout,
+        &scenario::Addresses::spread(1, load.addresses),
     )
     .await?;
     let verify = scenario::prepare(
@@ -55,6 +56,7 @@ pub async fn bench(load: &Load) -> Result<bool> {
         &load.path,
         connections,
         load.timeout,
+        &scenario::Addresses::default(),
     )
     .await?;
 

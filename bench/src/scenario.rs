@@ -30,6 +30,10 @@ pub enum Scenario {
     /// Verify at --rate, first alone, then under a closed-loop login storm
     /// on --storm-connections more connections (`mixed.rs`).
     Mixed,
+    /// One address's logins at --rate, first alone, then while
+    /// --flood-addresses other addresses flood logins with their own
+    /// accounts on --storm-connections connections (`flood.rs`).
+    LoginFlood,
 }
 
 impl Scenario {
@@ -43,6 +47,7 @@ impl Scenario {
             Scenario::EmployeesList => "employees-list",
             Scenario::EmployeesCreate => "employees-create",
             Scenario::Mixed => "mixed",
+            Scenario::LoginFlood => "login-flood",
         }
     }
 }
@@ -97,10 +102,49 @@ fn tokens_of(body: &[u8]) -> Option<Tokens> {
     })
 }
 
-/// Setup-time calls: any failure ends the run before it starts.
+/// `X-Forwarded-For` per connection: connection i sends address i mod n
+/// (the server must run with `TESSERA_TRUST_FORWARDED=true`). Empty: no
+/// header, every connection is the socket's address.
+#[derive(Clone, Debug, Default)]
+pub struct Addresses(Vec<String>);
+
+impl Addresses {
+    /// `n` addresses of the 100.64.0.0/10 shared range (RFC 6598), counted
+    /// from `first`.
+    pub fn spread(first: u32, n: u32) -> Self {
+        Self(
+            (first..first + n)
+                .map(|i| format!("100.{}.{}.{}", 64 + (i >> 16) % 64, (i >> 8) & 255, i & 255))
+                .collect(),
+        )
+    }
+
+    pub fn one(address: &str) -> Self {
+        Self(vec![address.to_owned()])
+    }
+
+    pub fn of(&self, connection: usize) -> Option<String> {
+        (!self.0.is_empty()).then(|| self.0[connection % self.0.len()].clone())
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+}
+
+fn forwarded(req: RequestBuilder, address: Option<&str>) -> RequestBuilder {
+    match address {
+        Some(a) => req.header("x-forwarded-for", a),
+        None => req,
+    }
+}
+
+/// Setup-time calls: any failure ends the run before it starts. Sent from
+/// `forwarded` when set (registrations count per client address).
 struct Setup {
     client: Client,
     base: String,
+    forwarded: Option<String>,
 }
 
 impl Setup {
@@ -111,9 +155,11 @@ impl Setup {
         bearer: Option<&str>,
         body: Option<Value>,
     ) -> Result<Vec<u8>> {
-        let mut req = self
-            .client
-            .request(method.clone(), format!("{}{path}", self.base));
+        let mut req = forwarded(
+            self.client
+                .request(method.clone(), format!("{}{path}", self.base)),
+            self.forwarded.as_deref(),
+        );
         if let Some(t) = bearer {
             req = req.bearer_auth(t);
         }
@@ -183,6 +229,8 @@ pub enum Worker {
         client: Client,
         url: String,
         body: Value,
+        /// `X-Forwarded-For`, if any.
+        from: Option<String>,
     },
     Refresh {
         client: Client,
@@ -216,8 +264,15 @@ impl Worker {
                 }
                 exchange(req).await.0
             }
-            Worker::Login { client, url, body } => {
-                exchange(client.post(url.as_str()).json(body)).await.0
+            Worker::Login {
+                client,
+                url,
+                body,
+                from,
+            } => {
+                exchange(forwarded(client.post(url.as_str()), from.as_deref()).json(body))
+                    .await
+                    .0
             }
             Worker::CreateEmployee {
                 client,
@@ -285,22 +340,26 @@ impl Worker {
 }
 
 /// Accounts, tokens and rows for `scenario`, then one worker per connection.
+/// `addresses`: the logins' `X-Forwarded-For` (`login` and the storms).
 pub async fn prepare(
     scenario: Scenario,
     base: &str,
     path: &str,
     connections: usize,
     timeout: Duration,
+    addresses: &Addresses,
 ) -> Result<Vec<Worker>> {
     let base = base.trim_end_matches('/').to_owned();
     let setup = Setup {
         client: connection(timeout)?,
         base: base.clone(),
+        forwarded: None,
     };
     let mut workers = Vec::with_capacity(connections);
     match scenario {
         // Two streams: `mixed.rs` prepares a verify and a login set.
         Scenario::Mixed => bail!("mixed is prepared as verify + login"),
+        Scenario::LoginFlood => bail!("login-flood is prepared as logins per address"),
         Scenario::Floor => {
             for _ in 0..connections {
                 workers.push(Worker::Get {
@@ -345,17 +404,29 @@ pub async fn prepare(
             // account get 429. The per-IP limit (50) still binds above 50
             // connections from one address. Past
             // TESSERA_MAX_SESSIONS_PER_USER the oldest sessions end.
-            if connections > 50 {
+            let per_address = connections.div_ceil(addresses.len().max(1));
+            if per_address > 50 {
                 eprintln!(
                     "bench: more than 50 logins in flight from one address trip the per-IP limit \
                      unless the server runs with TESSERA_LOGIN_MAX_FAILURES_PER_IP=0"
                 );
             }
-            for (account, _) in accounts(&setup, connections, false).await? {
+            if per_address > 30 {
+                eprintln!(
+                    "bench: more than 30 registrations from one address trip the registration \
+                     limit unless the server runs with TESSERA_REGISTER_PER_IP=0"
+                );
+            }
+            for (i, (account, _)) in accounts(&setup, connections, false, addresses)
+                .await?
+                .into_iter()
+                .enumerate()
+            {
                 workers.push(Worker::Login {
                     client: connection(timeout)?,
                     url: format!("{base}/auth/login"),
                     body: login_body(&account),
+                    from: addresses.of(i),
                 });
             }
         }
@@ -376,7 +447,9 @@ pub async fn prepare(
         Scenario::Refresh => {
             // One account per connection: each chain is its own session and
             // no connection's logins evict another's.
-            for (account, tokens) in accounts(&setup, connections, true).await? {
+            for (account, tokens) in
+                accounts(&setup, connections, true, &Addresses::default()).await?
+            {
                 let Some(tokens) = tokens else {
                     bail!("setup: login gave no tokens");
                 };
@@ -393,13 +466,20 @@ pub async fn prepare(
     Ok(workers)
 }
 
-/// `n` fresh accounts, registered (and logged in, with `login`) concurrently.
-async fn accounts(setup: &Setup, n: usize, login: bool) -> Result<Vec<(Account, Option<Tokens>)>> {
+/// `n` fresh accounts, registered (and logged in, with `login`)
+/// concurrently, account i from `addresses.of(i)`; in that order.
+async fn accounts(
+    setup: &Setup,
+    n: usize,
+    login: bool,
+    addresses: &Addresses,
+) -> Result<Vec<(Account, Option<Tokens>)>> {
     let mut pending = tokio::task::JoinSet::new();
-    for _ in 0..n {
+    for i in 0..n {
         let setup = Setup {
             client: setup.client.clone(),
             base: setup.base.clone(),
+            forwarded: addresses.of(i),
         };
         pending.spawn(async move {
             let account = setup.register().await?;
@@ -407,12 +487,13 @@ async fn accounts(setup: &Setup, n: usize, login: bool) -> Result<Vec<(Account, 
                 true => Some(setup.login(&account).await?),
                 false => None,
             };
-            anyhow::Ok((account, tokens))
+            anyhow::Ok((i, account, tokens))
         });
     }
     let mut out = Vec::with_capacity(n);
     while let Some(done) = pending.join_next().await {
         out.push(done.context("setup task")??);
     }
-    Ok(out)
+    out.sort_by_key(|(i, ..)| *i);
+    Ok(out.into_iter().map(|(_, a, t)| (a, t)).collect())
 }

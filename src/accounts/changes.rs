@@ -27,7 +27,7 @@ use uuid::Uuid;
 
 use super::{new_stamp, role_of};
 use crate::{
-    auth::{claims::Role, limits::Limiter, store::LimitKey},
+    auth::{claims::Role, limits::Limiter, password::Caller, store::LimitKey},
     error::ApiError,
     metrics::{self, Event, RevocationCause, event},
     state::AppState,
@@ -152,12 +152,17 @@ pub async fn change_password(
     );
     problems.into_result()?;
     let limiter = Limiter::new(&*state.tokens.store, state.settings.login_limits);
+    let caller = Caller::new(client_ip, Some(LimitKey::Account(current.id)));
     let attempt = limiter
         .begin(LimitKey::Account(current.id), client_ip)
         .await?;
     let ok = match state
         .passwords
-        .verify(current_password, Some(current.password_hash.clone()))
+        .verify(
+            current_password,
+            Some(current.password_hash.clone()),
+            &caller,
+        )
         .await
     {
         Ok(ok) => ok,
@@ -173,7 +178,7 @@ pub async fn change_password(
     }
     // The right password: whatever happens next, it was no guess.
     let changed = async {
-        let hash = state.passwords.hash(new_password).await?;
+        let hash = state.passwords.hash(new_password, &caller).await?;
         let id = current.id;
         let mut model: user::ActiveModel = current.into();
         model.password_hash = Set(hash);

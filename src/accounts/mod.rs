@@ -5,9 +5,11 @@
 
 mod changes;
 mod signin;
+mod signup;
 
 pub use changes::{AdminChange, admin_update, change_password, delete, logout_all};
 pub use signin::{login, refresh};
+pub use signup::sign_up;
 
 use chrono::Utc;
 use entity::user;
@@ -22,7 +24,7 @@ use crate::{
     auth::{
         claims::Role,
         limits::{self, Limiter},
-        password::Passwords,
+        password::{Caller, Passwords},
     },
     error::ApiError,
     validation,
@@ -103,6 +105,17 @@ pub async fn register(
     new: NewAccount,
     role: Role,
 ) -> Result<user::Model, ApiError> {
+    register_as(db, passwords, new, role, &Caller::default()).await
+}
+
+/// `register` on `caller`'s share of password hashing.
+pub async fn register_as(
+    db: &DatabaseConnection,
+    passwords: &Passwords,
+    new: NewAccount,
+    role: Role,
+    caller: &Caller,
+) -> Result<user::Model, ApiError> {
     use secrecy::ExposeSecret;
     let mut problems = validation::Problems::default();
     problems.check("username", validation::username(&new.username));
@@ -120,7 +133,7 @@ pub async fn register(
         None,
     )
     .await?;
-    let hash = passwords.hash_new_account(new.password).await?;
+    let hash = passwords.hash_new_account(new.password, caller).await?;
     let now = Utc::now();
     let model = user::ActiveModel {
         id: Set(Uuid::now_v7()),
@@ -194,9 +207,10 @@ pub async fn authenticate(
     };
     let counted = lookup.as_ref().map_or(ident.as_str(), |(_, k)| k.as_str());
     let key = limits::account_key(found.as_ref().map(|u| u.id), ident.kind(), counted);
+    let caller = Caller::new(client_ip, Some(key.clone()));
     let attempt = limiter.begin(key, client_ip).await?;
     let hash = found.as_ref().map(|u| u.password_hash.clone());
-    let ok = match passwords.verify(password, hash).await {
+    let ok = match passwords.verify(password, hash, &caller).await {
         Ok(ok) => ok,
         Err(e) => {
             attempt.not_counted().await;

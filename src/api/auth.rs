@@ -172,19 +172,19 @@ impl AuthApi {
     async fn register(
         &self,
         state: Data<&Arc<AppState>>,
+        req: &Request,
         body: Json<Register>,
     ) -> ApiResult<Created<User>> {
         let body = body.0;
-
-        let user = accounts::register(
-            &state.db,
-            &state.passwords,
+        let meta = super::client::client_meta(&state, req);
+        let user = accounts::sign_up(
+            &state,
             NewAccount {
                 username: body.username.0,
                 email: body.email.0,
                 password: SecretString::from(body.password.0),
             },
-            Role::User,
+            meta.ip.as_deref(),
         )
         .await?;
         let location = format!("/users/{}", user.id);

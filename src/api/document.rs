@@ -82,7 +82,7 @@ fn errors_of(operation_id: &str) -> Option<&'static [u16]> {
     // Every operation can fail with 500 (a bug) and 503 (database or token
     // store unreachable); a body brings 400/413/415/422.
     Some(match operation_id {
-        "register" => &[400, 409, 413, 415, 422, 500, 503],
+        "register" => &[400, 409, 413, 415, 422, 429, 500, 503],
         "login" => &[400, 401, 403, 413, 415, 422, 429, 500, 503],
         "refresh" | "logout" | "logout_all" | "verify" | "list_sessions" => &[401, 500, 503],
         // 409: the last unblocked admin.

@@ -1,6 +1,12 @@
-//! Login brute-force limits (API.md, "Precise rules"): failed logins are
-//! counted per account and per client IP in fixed windows, in the token store
-//! so that every replica sees the same counters. No HTTP in here.
+//! Login brute-force limits and the registration limit (API.md, "Precise
+//! rules" and "Email"): fixed-window counters in the token store, so that
+//! every replica sees the same counts. No HTTP in here.
+//!
+//! A failed login counts against three counters: the account from this
+//! client IP (`TESSERA_LOGIN_MAX_FAILURES`), the account from every address
+//! (`_PER_ACCOUNT`, a higher ceiling) and the client IP (`_PER_IP`). Someone
+//! who knows a username can lock its owner out only at their own address,
+//! until the per-account ceiling; the owner elsewhere keeps logging in.
 //!
 //! An attempt is counted as a failure *before* the password is checked and
 //! taken back when it turns out not to be one. Counting afterwards would let
@@ -8,33 +14,44 @@
 //! any of them is recorded; counting first bounds the guesses per window to
 //! the limit however many requests are in flight.
 //!
-//! - Attempt over the limit (the counter after this attempt exceeds the
+//! - Attempt over a limit (a counter after this attempt exceeds its
 //!   maximum): 429 with the seconds left in the window; the password is not
 //!   checked and the attempt is taken back (it is not a failure).
 //! - Wrong password or unknown account: stays counted.
-//! - Success: clears the account's counter, takes the attempt back from the
-//!   IP's counter (the IP's earlier failures stay).
-//! - Right password of a blocked account (403): taken back from both. The
+//! - Success: clears the account's counter for this address, takes the
+//!   attempt back from the account's and the IP's counters (their earlier
+//!   failures stay: another address's guesses are not forgiven by the
+//!   owner's login).
+//! - Right password of a blocked account (403): taken back from all. The
 //!   password was right, so it is no guess to limit; and the counter is not
 //!   cleared either, because nobody logged in.
 
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::store::{Failures, LimitKey, TokenStore};
-use crate::error::ApiError;
+use crate::{
+    error::ApiError,
+    metrics::{self, RateLimit},
+};
 
-/// The limits, from `TESSERA_LOGIN_MAX_FAILURES`, `_PER_IP` and `_WINDOW`.
-/// A maximum of 0 turns that limit off.
+/// The limits, from `TESSERA_LOGIN_MAX_FAILURES`, `_PER_ACCOUNT`, `_PER_IP`
+/// and `_WINDOW`. A maximum of 0 turns that limit off.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LoginLimits {
+    /// Per account and client IP.
     pub max_failures: u32,
+    /// Per account, from every address.
+    pub max_failures_per_account: u32,
     pub max_failures_per_ip: u32,
     /// Length of a fixed window, whole seconds (at least 1).
     pub window_secs: u64,
 }
+
+/// The window of `TESSERA_REGISTER_PER_IP`.
+pub const REGISTER_WINDOW_SECS: u64 = 3600;
 
 /// The account counter for a login identifier: the account's id when it
 /// exists (so its email and username share one counter), otherwise a hash of
@@ -55,16 +72,30 @@ pub fn account_key(user_id: Option<Uuid>, kind: &str, identifier: &str) -> Limit
     }
 }
 
-/// The IP counter for a client address (as `http::client_ip` gives it).
+/// The network a client address counts as (as `http::client_ip` gives it).
 /// IPv4-mapped IPv6 counts as IPv4; other IPv6 addresses count per /64, the
 /// smallest network normally given to one subscriber, so an attacker cannot
 /// get a fresh counter by rotating through their own /64.
-pub fn ip_key(client_ip: &str) -> Option<LimitKey> {
+pub fn client_net(client_ip: &str) -> Option<IpAddr> {
     let ip: IpAddr = client_ip.trim().parse().ok()?;
-    Some(LimitKey::Ip(match ip.to_canonical() {
+    Some(match ip.to_canonical() {
         IpAddr::V6(v6) => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & !((1u128 << 64) - 1))),
         v4 => v4,
-    }))
+    })
+}
+
+/// The IP counter for a client address (see `client_net`).
+pub fn ip_key(client_ip: &str) -> Option<LimitKey> {
+    client_net(client_ip).map(LimitKey::Ip)
+}
+
+/// The account's counter at one client address. A request whose address
+/// is unknown counts as coming from one address of its own (0.0.0.0).
+pub fn account_at_key(account: LimitKey, client_ip: Option<&str>) -> LimitKey {
+    let net = client_ip
+        .and_then(client_net)
+        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    LimitKey::AccountAt(Box::new(account), net)
 }
 
 /// The store and the limits: what `begin` needs.
@@ -79,8 +110,11 @@ pub struct Limiter<'a> {
 #[must_use = "settle the attempt: failed, succeeded or not_counted"]
 pub struct Attempt<'a> {
     store: &'a dyn TokenStore,
-    account: Option<LimitKey>,
-    ip: Option<LimitKey>,
+    /// The account at this address: cleared by a success.
+    account_at: Option<LimitKey>,
+    /// The account from everywhere and the client IP: a success takes the
+    /// attempt back from these.
+    others: Vec<LimitKey>,
 }
 
 impl<'a> Limiter<'a> {
@@ -89,70 +123,91 @@ impl<'a> Limiter<'a> {
     }
 
     /// Counts an attempt on `account` from `client_ip` (one store round
-    /// trip). Over either limit: `TooManyRequests` with the seconds until the
-    /// (later) blocking window ends, and nothing stays counted.
+    /// trip). Over any limit: `TooManyRequests` with the seconds until the
+    /// (latest) blocking window ends, and nothing stays counted.
     pub async fn begin(
         &self,
         account: LimitKey,
         client_ip: Option<&str>,
     ) -> Result<Attempt<'a>, ApiError> {
         let limits = self.limits;
-        let account = (limits.max_failures > 0).then_some(account);
+        let account_at =
+            (limits.max_failures > 0).then(|| account_at_key(account.clone(), client_ip));
+        let account = (limits.max_failures_per_account > 0).then_some(account);
         let ip = client_ip
             .filter(|_| limits.max_failures_per_ip > 0)
             .and_then(ip_key);
-        let attempt = Attempt {
-            store: self.store,
-            account,
-            ip,
-        };
-        let counted: Vec<(LimitKey, u32)> = [
-            (attempt.account.clone(), limits.max_failures),
-            (attempt.ip.clone(), limits.max_failures_per_ip),
+        let counted: Vec<(LimitKey, u32, RateLimit)> = [
+            (
+                account_at.clone(),
+                limits.max_failures,
+                RateLimit::AccountIp,
+            ),
+            (
+                account.clone(),
+                limits.max_failures_per_account,
+                RateLimit::Account,
+            ),
+            (ip.clone(), limits.max_failures_per_ip, RateLimit::Ip),
         ]
         .into_iter()
-        .filter_map(|(key, max)| key.map(|k| (k, max)))
+        .filter_map(|(key, max, which)| key.map(|k| (k, max, which)))
         .collect();
+        let attempt = Attempt {
+            store: self.store,
+            account_at,
+            others: account.into_iter().chain(ip).collect(),
+        };
         if counted.is_empty() {
             return Ok(attempt);
         }
-        let keys: Vec<LimitKey> = counted.iter().map(|(k, _)| k.clone()).collect();
+        let keys: Vec<LimitKey> = counted.iter().map(|(k, ..)| k.clone()).collect();
         let now = self
             .store
             .record_failures(&keys, limits.window_secs)
             .await?;
-        if let Some(retry_after) = retry_after(&counted, &now) {
+        let limits: Vec<(u32, RateLimit)> = counted.iter().map(|(_, m, w)| (*m, *w)).collect();
+        if let Some((retry_after, which)) = over_limit(&limits, &now) {
             // A refused attempt checked no password: it is not a failure.
             self.store.forgive_failures(&keys).await?;
-            crate::metrics::event(crate::metrics::Event::LoginRateLimited);
+            metrics::event(metrics::Event::LoginRateLimited);
+            metrics::rate_limited(which);
             return Err(ApiError::TooManyRequests { retry_after });
         }
         Ok(attempt)
     }
 }
 
-/// Seconds until every exceeded counter's window has ended, if any is.
-fn retry_after(counted: &[(LimitKey, u32)], now: &[Failures]) -> Option<u64> {
-    counted
+/// Seconds until every exceeded counter's window has ended, and the first
+/// exceeded limit (for the metric), if any is exceeded.
+fn over_limit<W: Copy>(limits: &[(u32, W)], now: &[Failures]) -> Option<(u64, W)> {
+    let exceeded: Vec<(u64, W)> = limits
         .iter()
         .zip(now)
-        .filter(|((_, max), f)| f.count > u64::from(*max))
-        .map(|(_, f)| f.retry_after_secs())
-        .max()
+        .filter(|((max, _), f)| f.count > u64::from(*max))
+        .map(|((_, which), f)| (f.retry_after_secs(), *which))
+        .collect();
+    let first = exceeded.first()?.1;
+    let retry = exceeded.iter().map(|(r, _)| *r).max()?;
+    Some((retry, first))
 }
 
 impl Attempt<'_> {
     fn keys(&self) -> Vec<LimitKey> {
-        self.account.iter().chain(&self.ip).cloned().collect()
+        self.account_at
+            .iter()
+            .chain(&self.others)
+            .cloned()
+            .collect()
     }
 
     /// Wrong password or unknown account: the attempt stays counted.
     pub fn failed(self) {}
 
-    /// The right password: the account's counter is cleared and the attempt
-    /// is taken back from the IP's counter.
+    /// The right password: the account's counter at this address is cleared
+    /// and the attempt is taken back from the others.
     pub async fn succeeded(self) -> Result<(), ApiError> {
-        let (clear, forgive) = (self.account.as_slice(), self.ip.as_slice());
+        let (clear, forgive) = (self.account_at.as_slice(), self.others.as_slice());
         tokio::try_join!(
             async {
                 if clear.is_empty() {
@@ -173,8 +228,9 @@ impl Attempt<'_> {
     }
 
     /// Not a guess of the password (e.g. the right password of a blocked
-    /// account, or a failure of the server): taken back from both counters.
-    /// Best effort: a store error leaves the attempt counted and is logged.
+    /// account, a failure of the server, or no fair share of hashing): taken
+    /// back from every counter. Best effort: a store error leaves the
+    /// attempt counted and is logged.
     pub async fn not_counted(self) {
         let keys = self.keys();
         if keys.is_empty() {
@@ -184,6 +240,32 @@ impl Attempt<'_> {
             tracing::warn!(error = %e, "could not take back a login attempt");
         }
     }
+}
+
+/// Counts a registration from `client_ip` against `per_hour`
+/// (`TESSERA_REGISTER_PER_IP`, 0 = no limit), before anything else of the
+/// request is looked at: every attempt counts, whatever its answer (a 409
+/// for a taken email or username and a 422 too), so the 409 is no
+/// unthrottled oracle of which emails have accounts. Over the limit: 429
+/// with the seconds left in the hour. Refused attempts are not taken back:
+/// the window is fixed, so they cannot extend it.
+pub async fn count_registration(
+    store: &dyn TokenStore,
+    per_hour: u32,
+    client_ip: Option<&str>,
+) -> Result<(), ApiError> {
+    let Some(net) = client_ip.and_then(client_net).filter(|_| per_hour > 0) else {
+        return Ok(());
+    };
+    let key = LimitKey::Register(net);
+    let now = store
+        .record_failures(std::slice::from_ref(&key), REGISTER_WINDOW_SECS)
+        .await?;
+    if let Some((retry_after, which)) = over_limit(&[(per_hour, RateLimit::Register)], &now) {
+        metrics::rate_limited(which);
+        return Err(ApiError::TooManyRequests { retry_after });
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -233,11 +315,12 @@ mod tests {
         assert_eq!(ip_key("not an ip"), None);
     }
 
-    fn limiter(store: &MemoryStore, acct: u32, ip: u32) -> Limiter<'_> {
+    fn limiter(store: &MemoryStore, acct_ip: u32, acct: u32, ip: u32) -> Limiter<'_> {
         Limiter::new(
             store,
             LoginLimits {
-                max_failures: acct,
+                max_failures: acct_ip,
+                max_failures_per_account: acct,
                 max_failures_per_ip: ip,
                 window_secs: 60,
             },
@@ -248,63 +331,108 @@ mod tests {
         store.failures(std::slice::from_ref(key)).await.unwrap()[0].map_or(0, |f| f.count)
     }
 
+    fn limited<T>(r: Result<T, ApiError>) -> u64 {
+        match r {
+            Err(ApiError::TooManyRequests { retry_after }) => retry_after,
+            Err(e) => panic!("expected 429, got {e:?}"),
+            Ok(_) => panic!("expected 429, got a counted attempt"),
+        }
+    }
+
+    const ME: &str = "198.51.100.1";
+    const THEM: &str = "203.0.113.7";
+
     #[tokio::test]
     async fn account_limit_and_reset() {
         let store = MemoryStore::new();
-        let l = limiter(&store, 2, 100);
+        let l = limiter(&store, 2, 100, 100);
         let acct = LimitKey::Account(Uuid::now_v7());
-        let ip = ip_key("198.51.100.1").unwrap();
+        let here = account_at_key(acct.clone(), Some(ME));
+        let ip = ip_key(ME).unwrap();
         for _ in 0..2 {
-            l.begin(acct.clone(), Some("198.51.100.1"))
-                .await
-                .unwrap()
-                .failed();
+            l.begin(acct.clone(), Some(ME)).await.unwrap().failed();
         }
-        match l.begin(acct.clone(), Some("198.51.100.1")).await {
-            Err(ApiError::TooManyRequests { retry_after }) => {
-                assert!((1..=60).contains(&retry_after), "{retry_after}")
-            }
-            other => panic!("expected 429, got {:?}", other.err()),
-        }
+        let retry = limited(l.begin(acct.clone(), Some(ME)).await);
+        assert!((1..=60).contains(&retry), "{retry}");
         // The refused attempt was not counted anywhere.
+        assert_eq!(count(&store, &here).await, 2);
         assert_eq!(count(&store, &acct).await, 2);
         assert_eq!(count(&store, &ip).await, 2);
 
         // Another account is unaffected; its success clears only its own
-        // counter and leaves the IP's earlier failures.
+        // counter at this address and leaves the IP's earlier failures.
         let other = LimitKey::Account(Uuid::now_v7());
-        l.begin(other.clone(), Some("198.51.100.1"))
+        let other_here = account_at_key(other.clone(), Some(ME));
+        l.begin(other.clone(), Some(ME)).await.unwrap().failed();
+        let a = l.begin(other.clone(), Some(ME)).await.unwrap();
+        a.succeeded().await.unwrap();
+        assert_eq!(count(&store, &other_here).await, 0);
+        assert_eq!(count(&store, &other).await, 1, "taken back, not cleared");
+        assert_eq!(count(&store, &ip).await, 3);
+        assert_eq!(count(&store, &here).await, 2);
+
+        // Not counted: taken back from every counter.
+        let a = l.begin(other.clone(), Some(ME)).await.unwrap();
+        a.not_counted().await;
+        assert_eq!(count(&store, &other_here).await, 0);
+        assert_eq!(count(&store, &other).await, 1);
+        assert_eq!(count(&store, &ip).await, 3);
+    }
+
+    /// Failures from one address lock the account there only; the owner at
+    /// another address logs in, and their success clears only their own
+    /// address's counter.
+    #[tokio::test]
+    async fn lockout_is_per_address_until_the_account_ceiling() {
+        let store = MemoryStore::new();
+        let l = limiter(&store, 2, 5, 100);
+        let acct = LimitKey::Account(Uuid::now_v7());
+        for _ in 0..2 {
+            l.begin(acct.clone(), Some(THEM)).await.unwrap().failed();
+        }
+        limited(l.begin(acct.clone(), Some(THEM)).await);
+        // IPv6 neighbours in one /64 are one address.
+        l.begin(acct.clone(), Some("2001:db8::1"))
             .await
             .unwrap()
             .failed();
-        let a = l.begin(other.clone(), Some("198.51.100.1")).await.unwrap();
-        a.succeeded().await.unwrap();
-        assert_eq!(count(&store, &other).await, 0);
-        assert_eq!(count(&store, &ip).await, 3);
-        assert_eq!(count(&store, &acct).await, 2);
-
-        // Not counted: taken back from both.
-        let a = l.begin(other.clone(), Some("198.51.100.1")).await.unwrap();
-        a.not_counted().await;
-        assert_eq!(count(&store, &other).await, 0);
-        assert_eq!(count(&store, &ip).await, 3);
+        l.begin(acct.clone(), Some("2001:db8::2"))
+            .await
+            .unwrap()
+            .failed();
+        limited(l.begin(acct.clone(), Some("2001:db8::3")).await);
+        // The owner at their own address: 4 of 5 account failures so far.
+        l.begin(acct.clone(), Some(ME))
+            .await
+            .unwrap()
+            .succeeded()
+            .await
+            .unwrap();
+        limited(l.begin(acct.clone(), Some(THEM)).await);
+        assert_eq!(count(&store, &acct).await, 4);
+        // Unknown addresses count as one address of their own.
+        l.begin(acct.clone(), None).await.unwrap().failed();
+        // The ceiling: 5 failures from anywhere lock every address.
+        let retry = limited(l.begin(acct.clone(), Some(ME)).await);
+        assert!((1..=60).contains(&retry), "{retry}");
+        limited(l.begin(acct.clone(), Some("192.0.2.1")).await);
+        assert_eq!(count(&store, &acct).await, 5);
     }
 
     #[tokio::test]
     async fn ip_limit_spans_accounts_and_zero_disables() {
         let store = MemoryStore::new();
-        let l = limiter(&store, 100, 2);
+        let l = limiter(&store, 100, 100, 2);
         for _ in 0..2 {
             l.begin(LimitKey::Account(Uuid::now_v7()), Some("198.51.100.2"))
                 .await
                 .unwrap()
                 .failed();
         }
-        assert!(matches!(
+        limited(
             l.begin(LimitKey::Account(Uuid::now_v7()), Some("198.51.100.2"))
                 .await,
-            Err(ApiError::TooManyRequests { .. })
-        ));
+        );
         // Another address, or none known, is not limited by it.
         l.begin(LimitKey::Account(Uuid::now_v7()), Some("198.51.100.3"))
             .await
@@ -315,7 +443,7 @@ mod tests {
             .unwrap()
             .failed();
 
-        let off = limiter(&store, 0, 0);
+        let off = limiter(&store, 0, 0, 0);
         let acct = LimitKey::Account(Uuid::now_v7());
         for _ in 0..10 {
             off.begin(acct.clone(), Some("198.51.100.2"))
@@ -324,5 +452,44 @@ mod tests {
                 .failed();
         }
         assert_eq!(count(&store, &acct).await, 0);
+        let here = account_at_key(acct, Some("198.51.100.2"));
+        assert_eq!(count(&store, &here).await, 0);
+    }
+
+    #[test]
+    fn account_at_keys() {
+        let id = Uuid::now_v7();
+        let at = account_at_key(LimitKey::Account(id), Some("2001:db8:1:2::9"));
+        assert_eq!(at.to_string(), format!("login:acct:{id}@2001:db8:1:2::"));
+        assert_eq!(
+            account_at_key(LimitKey::Account(id), Some("::ffff:192.0.2.1")),
+            account_at_key(LimitKey::Account(id), Some("192.0.2.1"))
+        );
+        assert_eq!(
+            account_at_key(LimitKey::Account(id), None).to_string(),
+            format!("login:acct:{id}@0.0.0.0")
+        );
+        let unknown = account_key(None, "email", "x@example.com");
+        assert!(
+            account_at_key(unknown, Some("192.0.2.1"))
+                .to_string()
+                .starts_with("login:unknown:")
+        );
+    }
+
+    #[tokio::test]
+    async fn registrations_are_limited_per_address() {
+        let store = MemoryStore::new();
+        for _ in 0..3 {
+            count_registration(&store, 3, Some(ME)).await.unwrap();
+        }
+        let retry = limited(count_registration(&store, 3, Some(ME)).await);
+        assert!((3500..=3600).contains(&retry), "{retry}");
+        limited(count_registration(&store, 3, Some(ME)).await);
+        // Another address has its own budget; 0 is no limit.
+        count_registration(&store, 3, Some(THEM)).await.unwrap();
+        for _ in 0..10 {
+            count_registration(&store, 0, Some(ME)).await.unwrap();
+        }
     }
 }

@@ -2,6 +2,7 @@
 //! everything here takes the key ring, the store and its own settings.
 
 pub mod claims;
+pub mod fair_share;
 pub mod keys;
 pub mod limits;
 pub mod password;

@@ -15,6 +15,12 @@
 //! which anyone can send without an account, have a bound of their own: at
 //! most half of the hashing slots, so a registration storm cannot keep
 //! logins out.
+//!
+//! And every hash is on someone's account (`Caller`: the client IP and the
+//! account, when known): one caller holds at most a quarter of the slots and
+//! of the queue (`fair_share`); beyond it, 429 for that caller only, so a
+//! flood from one address, even of correct passwords, leaves the other
+//! addresses room. A full queue overall stays 503.
 
 use std::sync::{Arc, Mutex, mpsc};
 
@@ -26,11 +32,17 @@ use rand::RngCore;
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::{Semaphore, oneshot};
 
+use super::{fair_share::FairShare, store::LimitKey};
+use crate::metrics::{self, RateLimit};
+
 /// Hash requests that may wait for a permit, per core (at ~50 ms a hash,
 /// 32 waiters are under two seconds of queue).
 const QUEUE_PER_CORE: usize = 32;
 const SALT_LEN: usize = 16;
 const OUTPUT_LEN: usize = 32;
+/// `Retry-After` of a 429 for a caller over its share: a hash takes tens of
+/// milliseconds, so a share is usually free again within a second.
+const SHARE_RETRY_AFTER_SECS: u64 = 1;
 
 use crate::error::ApiError;
 
@@ -51,13 +63,52 @@ pub struct Passwords {
     /// which accounts exist.
     dummy_hash: Arc<str>,
     jobs: mpsc::Sender<Job>,
+    /// Each caller's share of `permits` and `queue`.
+    shares: FairShare<LimitKey>,
+}
+
+/// Whose hash it is: the fair-share keys. The client IP (`limits::ip_key`,
+/// IPv6 per /64) and the account (`limits::account_key`; none for a
+/// registration, whose account does not exist yet); neither for the
+/// service's own hashes (bootstrap, `create-admin`), which take no share.
+#[derive(Debug, Clone, Default)]
+pub struct Caller {
+    pub ip: Option<LimitKey>,
+    pub account: Option<LimitKey>,
+}
+
+impl Caller {
+    pub fn new(client_ip: Option<&str>, account: Option<LimitKey>) -> Self {
+        Self {
+            ip: client_ip.and_then(super::limits::ip_key),
+            account,
+        }
+    }
+
+    /// Always the IP first: every caller takes its slots in one order.
+    fn keys(&self) -> Vec<LimitKey> {
+        self.ip.iter().chain(&self.account).cloned().collect()
+    }
 }
 
 impl Passwords {
     pub async fn new(memory_kib: u32, iterations: u32, parallelism: u32) -> anyhow::Result<Self> {
+        Self::with_threads(memory_kib, iterations, parallelism, 0).await
+    }
+
+    /// `threads` hashing threads (`TESSERA_HASH_THREADS`; 0: one per core).
+    pub async fn with_threads(
+        memory_kib: u32,
+        iterations: u32,
+        parallelism: u32,
+        threads: usize,
+    ) -> anyhow::Result<Self> {
         let params = Params::new(memory_kib, iterations, parallelism, Some(OUTPUT_LEN))
             .map_err(|e| anyhow::anyhow!("invalid argon2 parameters: {e}"))?;
-        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let cores = match threads {
+            0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+            n => n,
+        };
         let jobs = spawn_hashers(cores, params.block_count())?;
         // A random "hash" costs a verification exactly what a real one does
         // and matches no password; making it needs no hashing (and no memory)
@@ -68,34 +119,37 @@ impl Passwords {
             &random_bytes::<OUTPUT_LEN>(),
         )
         .map_err(|e| anyhow::anyhow!("invalid argon2 parameters: {e}"))?;
+        let queue = cores * (QUEUE_PER_CORE + 1);
         Ok(Self {
             params,
             permits: Arc::new(Semaphore::new(cores)),
-            queue: Arc::new(Semaphore::new(cores * (QUEUE_PER_CORE + 1))),
+            queue: Arc::new(Semaphore::new(queue)),
+            shares: FairShare::new(cores, queue),
             signups: Arc::new(Semaphore::new((cores / 2).max(1))),
             dummy_hash: dummy.into(),
             jobs,
         })
     }
 
-    pub async fn hash(&self, password: SecretString) -> Result<String, ApiError> {
+    pub async fn hash(&self, password: SecretString, caller: &Caller) -> Result<String, ApiError> {
         let params = self.params.clone();
-        self.run(move |memory| hash_with(&params, password.expose_secret(), memory))
-            .await?
-            .map_err(ApiError::internal)
+        self.run(caller, move |memory| {
+            hash_with(&params, password.expose_secret(), memory)
+        })
+        .await?
+        .map_err(ApiError::internal)
     }
 
-    /// `hash` for a new account: under the registrations' own bound too.
-    pub async fn hash_new_account(&self, password: SecretString) -> Result<String, ApiError> {
-        let signup = self
-            .signups
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(ApiError::internal)?;
+    /// `hash` for a new account: under the registrations' own bound too
+    /// (waited for once the caller's share admits it, so one address's
+    /// waiting registrations are bounded by its share).
+    pub async fn hash_new_account(
+        &self,
+        password: SecretString,
+        caller: &Caller,
+    ) -> Result<String, ApiError> {
         let params = self.params.clone();
-        self.run(move |memory| {
-            let _signup = signup;
+        self.run_gated(caller, Some(&self.signups), move |memory| {
             hash_with(&params, password.expose_secret(), memory)
         })
         .await?
@@ -107,23 +161,62 @@ impl Passwords {
         &self,
         password: SecretString,
         hash: Option<String>,
+        caller: &Caller,
     ) -> Result<bool, ApiError> {
         let known = hash.is_some();
         let hash = hash.unwrap_or_else(|| self.dummy_hash.to_string());
         let ok = self
-            .run(move |memory| verify_with(password.expose_secret(), &hash, memory))
+            .run(caller, move |memory| {
+                verify_with(password.expose_secret(), &hash, memory)
+            })
             .await?;
         Ok(ok && known)
     }
 
-    /// Runs `f` on a hashing thread once a permit is free.
+    /// Runs `f` on a hashing thread once the caller's slots and a permit
+    /// are free. Over the caller's share: 429, before the queue is looked at
+    /// (the caller is the one to slow down, not the service).
     async fn run<T: Send + 'static>(
         &self,
+        caller: &Caller,
         f: impl FnOnce(&mut Memory) -> T + Send + 'static,
     ) -> Result<T, ApiError> {
+        self.run_gated(caller, None, f).await
+    }
+
+    /// `run`, also holding a permit of `gate` (if any) until the hash ends.
+    async fn run_gated<T: Send + 'static>(
+        &self,
+        caller: &Caller,
+        gate: Option<&Arc<Semaphore>>,
+        f: impl FnOnce(&mut Memory) -> T + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let share = self.shares.admit(&caller.keys()).map_err(|full| {
+            metrics::rate_limited(match full {
+                LimitKey::Ip(_) => RateLimit::HashingIp,
+                _ => RateLimit::HashingAccount,
+            });
+            ApiError::TooManyRequests {
+                retry_after: SHARE_RETRY_AFTER_SECS,
+            }
+        })?;
+        // Waiting at the gate takes no place in the queue (a registration
+        // storm cannot fill it), but one in the caller's share.
+        let gated = match gate {
+            Some(g) => Some(
+                g.clone()
+                    .acquire_owned()
+                    .await
+                    .map_err(ApiError::internal)?,
+            ),
+            None => None,
+        };
         let Ok(queued) = self.queue.clone().try_acquire_owned() else {
             return Err(ApiError::unavailable("password hashing queue is full"));
         };
+        // The caller's own slots first: its hashes beyond them wait here,
+        // not in the shared line for a thread.
+        let slots = share.slots().await;
         let permit = self
             .permits
             .clone()
@@ -133,7 +226,7 @@ impl Passwords {
         let (tx, rx) = oneshot::channel();
         let job: Job = Box::new(move |memory| {
             // Held until the hash is done, even if the request is gone.
-            let _held = (permit, queued);
+            let _held = (permit, queued, slots, share, gated);
             let _ = tx.send(f(memory));
         });
         self.jobs
@@ -264,7 +357,11 @@ mod tests {
         for _ in 0..cores {
             let p = p.clone();
             running.push(tokio::spawn(async move {
-                p.hash(SecretString::from("correct horse".to_owned())).await
+                p.hash(
+                    SecretString::from("correct horse".to_owned()),
+                    &Caller::default(),
+                )
+                .await
             }));
         }
         // Let them take their permits, then cancel them all.
@@ -290,6 +387,57 @@ mod tests {
         panic!("permits never came back");
     }
 
+    /// One caller beyond its quarter of the queue is 429 at once while
+    /// another caller is served; a cancelled request keeps its share while
+    /// its hash runs (like its permit) and gives it back when the hash ends.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one_caller_gets_a_quarter_and_cancelled_hashes_keep_it() {
+        // Hashes of tens of milliseconds: longer than the checks below.
+        let p = Passwords::with_threads(64 * 1024, 4, 1, 1).await.unwrap();
+        let flooder = Caller::new(Some("203.0.113.5"), None);
+        let ip = flooder.ip.clone().unwrap();
+        let share = super::super::fair_share::quarter(QUEUE_PER_CORE + 1);
+        let mut running = Vec::new();
+        for _ in 0..share {
+            let (p, caller) = (p.clone(), flooder.clone());
+            running.push(tokio::spawn(async move {
+                p.hash(secret("correct horse"), &caller).await
+            }));
+        }
+        while p.shares.in_flight(&ip) < share {
+            tokio::task::yield_now().await;
+        }
+        match p.hash(secret("one more"), &flooder).await {
+            Err(ApiError::TooManyRequests { retry_after }) => assert_eq!(retry_after, 1),
+            other => panic!("expected 429, got {other:?}"),
+        }
+        // Cancel them all: the one hashing (the first admitted sent its job
+        // at once) keeps its share until its hash ends.
+        for task in &running {
+            task.abort();
+        }
+        // The waiting ones give theirs back as they are dropped.
+        let mut left = p.shares.in_flight(&ip);
+        for _ in 0..1000 {
+            if left <= 1 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            left = p.shares.in_flight(&ip);
+        }
+        assert_eq!(left, 1, "the running hash's share");
+        // Another address is served.
+        let other = Caller::new(Some("2001:db8::1"), None);
+        p.hash(secret("correct horse"), &other).await.unwrap();
+        for _ in 0..1000 {
+            if p.shares.in_flight(&ip) == 0 {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        panic!("the share never came back");
+    }
+
     fn secret(s: &str) -> SecretString {
         SecretString::from(s.to_owned())
     }
@@ -307,12 +455,23 @@ mod tests {
             .to_string();
         let p = Passwords::new(1024, 1, 1).await.unwrap();
         assert!(
-            p.verify(secret("correct horse"), Some(theirs.clone()))
+            p.verify(
+                secret("correct horse"),
+                Some(theirs.clone()),
+                &Caller::default()
+            )
+            .await
+            .unwrap()
+        );
+        assert!(
+            !p.verify(secret("wrong horse"), Some(theirs), &Caller::default())
                 .await
                 .unwrap()
         );
-        assert!(!p.verify(secret("wrong horse"), Some(theirs)).await.unwrap());
-        let ours = p.hash(secret("correct horse")).await.unwrap();
+        let ours = p
+            .hash(secret("correct horse"), &Caller::default())
+            .await
+            .unwrap();
         assert!(
             Argon2::default()
                 .verify_password(b"correct horse", ours.as_str())
@@ -326,30 +485,36 @@ mod tests {
     async fn hashes_of_another_cost_verify() {
         let small = Passwords::new(1024, 1, 1).await.unwrap();
         let large = Passwords::new(4096, 2, 1).await.unwrap();
-        let by_small = small.hash(secret("pw one")).await.unwrap();
-        let by_large = large.hash(secret("pw two")).await.unwrap();
+        let by_small = small
+            .hash(secret("pw one"), &Caller::default())
+            .await
+            .unwrap();
+        let by_large = large
+            .hash(secret("pw two"), &Caller::default())
+            .await
+            .unwrap();
         assert!(by_large.contains("m=4096,t=2,p=1"), "{by_large}");
         assert!(
             small
-                .verify(secret("pw two"), Some(by_large.clone()))
+                .verify(secret("pw two"), Some(by_large.clone()), &Caller::default())
                 .await
                 .unwrap()
         );
         assert!(
             large
-                .verify(secret("pw one"), Some(by_small.clone()))
+                .verify(secret("pw one"), Some(by_small.clone()), &Caller::default())
                 .await
                 .unwrap()
         );
         assert!(
             !small
-                .verify(secret("pw one"), Some(by_large))
+                .verify(secret("pw one"), Some(by_large), &Caller::default())
                 .await
                 .unwrap()
         );
         assert!(
             !large
-                .verify(secret("pw two"), Some(by_small))
+                .verify(secret("pw two"), Some(by_small), &Caller::default())
                 .await
                 .unwrap()
         );
@@ -367,7 +532,9 @@ mod tests {
             "$bcrypt$v=19$m=1024,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA",
         ] {
             assert!(
-                !p.verify(secret("x"), Some(bad.to_owned())).await.unwrap(),
+                !p.verify(secret("x"), Some(bad.to_owned()), &Caller::default())
+                    .await
+                    .unwrap(),
                 "{bad}"
             );
         }
@@ -377,27 +544,36 @@ mod tests {
     async fn hash_and_verify() {
         let p = Passwords::new(1024, 1, 1).await.unwrap();
         let h = p
-            .hash(SecretString::from("correct horse".to_owned()))
+            .hash(
+                SecretString::from("correct horse".to_owned()),
+                &Caller::default(),
+            )
             .await
             .unwrap();
         assert!(h.starts_with("$argon2id$"));
         assert!(
             p.verify(
                 SecretString::from("correct horse".to_owned()),
-                Some(h.clone())
+                Some(h.clone()),
+                &Caller::default()
             )
             .await
             .unwrap()
         );
         assert!(
-            !p.verify(SecretString::from("wrong horse".to_owned()), Some(h))
-                .await
-                .unwrap()
+            !p.verify(
+                SecretString::from("wrong horse".to_owned()),
+                Some(h),
+                &Caller::default()
+            )
+            .await
+            .unwrap()
         );
         assert!(
             !p.verify(
                 SecretString::from("tessera-dummy-password".to_owned()),
-                None
+                None,
+                &Caller::default()
             )
             .await
             .unwrap()

@@ -328,7 +328,158 @@ async fn login_works_again_after_the_window(b: Backend) {
         .assert_status(200);
 }
 
+const OWNER_AT: &str = "198.51.100.7";
+const ATTACKER_AT: &str = "203.0.113.66";
+
+/// Failures from one address lock the account at that address only: the
+/// owner elsewhere keeps logging in, until the per-account ceiling, which
+/// then locks every address.
+async fn lockout_from_one_address_spares_the_owner_elsewhere(b: Backend) {
+    let app = spawn_app_with(b, |c| {
+        c.login_max_failures = 3;
+        c.login_max_failures_per_account = 7;
+        c.login_max_failures_per_ip = 100;
+        c.login_window = Duration::from_secs(60);
+        c.trust_forwarded = true;
+    })
+    .await;
+    register(&app, "ann").await;
+    let wrong = json!({"username": "ann", "password": WRONG});
+    let right = json!({"email": "ann@example.com", "password": PASSWORD});
+    for _ in 0..3 {
+        login(&app, wrong.clone(), Some(ATTACKER_AT))
+            .await
+            .assert_error(401, "InvalidCredentials");
+    }
+    assert_limited(&login(&app, right.clone(), Some(ATTACKER_AT)).await, 60);
+    // The owner at their own address is not locked out, and their login
+    // does not unlock the attacker's address.
+    for _ in 0..2 {
+        login(&app, right.clone(), Some(OWNER_AT))
+            .await
+            .assert_status(200);
+    }
+    assert_limited(&login(&app, wrong.clone(), Some(ATTACKER_AT)).await, 60);
+    // The owner's own mistakes count at their address, and a success there
+    // clears them (a fresh budget of three).
+    for _ in 0..2 {
+        login(&app, wrong.clone(), Some(OWNER_AT))
+            .await
+            .assert_error(401, "InvalidCredentials");
+    }
+    login(&app, right.clone(), Some(OWNER_AT))
+        .await
+        .assert_status(200);
+    // Account failures so far: 3 + 2 = 5 of 7. Two more from a third
+    // address reach the ceiling: then every address is refused, the owner's
+    // too, even with the right password.
+    for _ in 0..2 {
+        login(&app, wrong.clone(), Some("192.0.2.44"))
+            .await
+            .assert_error(401, "InvalidCredentials");
+    }
+    assert_limited(&login(&app, right.clone(), Some(OWNER_AT)).await, 60);
+    assert_limited(&login(&app, right, Some("192.0.2.45")).await, 60);
+    let metrics = app.get("/metrics", None).await;
+    for limit in ["account_ip", "account"] {
+        let series = format!("tessera_rate_limited_total{{limit=\"{limit}\"}} ");
+        let n: u64 = metrics
+            .text
+            .lines()
+            .find_map(|l| l.strip_prefix(&series))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {series} in {}", metrics.text));
+        assert!(n >= 1, "{series}{n}");
+    }
+}
+
+/// A wrong `current_password` counts per account and address like a login.
+async fn password_change_failures_lock_only_that_address(b: Backend) {
+    let app = spawn_app_with(b, |c| {
+        c.login_max_failures = 2;
+        c.trust_forwarded = true;
+    })
+    .await;
+    let ann = app.user("ann").await;
+    let change = |current: &'static str, at: &'static str| {
+        let req = app
+            .request(Method::PUT, "/users/me/password", Some(&ann.access))
+            .header("x-forwarded-for", at)
+            .json(&json!({"current_password": current, "new_password": "a brand new password"}));
+        app.send(req)
+    };
+    for _ in 0..2 {
+        change(WRONG, ATTACKER_AT)
+            .await
+            .assert_error(401, "InvalidCredentials");
+    }
+    r_limited(&change(WRONG, ATTACKER_AT).await);
+    let r = login(
+        &app,
+        json!({"username": "ann", "password": PASSWORD}),
+        Some(OWNER_AT),
+    )
+    .await;
+    r.assert_status(200);
+}
+
+#[track_caller]
+fn r_limited(r: &Resp) {
+    assert_limited(r, 900);
+}
+
+/// `TESSERA_REGISTER_PER_IP`: every attempt from an address counts, the
+/// 409 for a taken email and the 422 included; then 429 with
+/// `Retry-After`, for that address only.
+async fn registrations_are_limited_per_address(b: Backend) {
+    let app = spawn_app_with(b, |c| {
+        c.register_per_ip = 3;
+        c.trust_forwarded = true;
+    })
+    .await;
+    let sign_up = |name: &str, email: &str, at: &str| {
+        let req = app
+            .request(Method::POST, "/auth/register", None)
+            .header("x-forwarded-for", at)
+            .json(&json!({"username": name, "email": email, "password": PASSWORD}));
+        app.send(req)
+    };
+    sign_up("ann", "ann@example.com", ATTACKER_AT)
+        .await
+        .assert_status(201);
+    sign_up("ann2", "ann@example.com", ATTACKER_AT)
+        .await
+        .assert_error(409, "Conflict");
+    sign_up("ann3", "not an email", ATTACKER_AT)
+        .await
+        .assert_error(422, "ValidationFailed");
+    // The oracle is throttled: a taken email is 429 now, like a free one.
+    for (name, email) in [("bob", "bob@example.com"), ("ann4", "ann@example.com")] {
+        let r = sign_up(name, email, ATTACKER_AT).await;
+        let retry = assert_limited(&r, 3600);
+        assert!(retry > 3000, "Retry-After {retry}: the hour's window");
+    }
+    // Another address has its own budget.
+    sign_up("bob", "bob@example.com", OWNER_AT)
+        .await
+        .assert_status(201);
+    sign_up("cat", "ann@example.com", OWNER_AT)
+        .await
+        .assert_error(409, "Conflict");
+    let metrics = app.get("/metrics", None).await;
+    assert!(
+        !metrics
+            .text
+            .contains("tessera_rate_limited_total{limit=\"register\"} 0\n"),
+        "{}",
+        metrics.text
+    );
+}
+
 crate::both_backends!(
+    lockout_from_one_address_spares_the_owner_elsewhere,
+    password_change_failures_lock_only_that_address,
+    registrations_are_limited_per_address,
     limited_after_max_failures_even_with_right_password,
     concurrent_guesses_are_bounded,
     email_and_username_share_the_account_counter,

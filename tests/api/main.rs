@@ -12,6 +12,7 @@ mod docs;
 mod employees;
 mod errors;
 mod faults;
+mod flood;
 mod hygiene;
 mod identity;
 mod keys;

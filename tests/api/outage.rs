@@ -30,10 +30,11 @@ async fn redis_down_is_503_and_recovery_is_automatic() {
     r.assert_error(503, "ServiceUnavailable");
     let h = app.get("/healthz", None).await;
     h.assert_status(200);
-    // Endpoints without tokens still work.
+    // Registration fails closed too: its per-address limit is counted in
+    // the token store.
     app.register("bob", "bob@example.com", crate::helpers::PASSWORD)
         .await
-        .assert_status(201);
+        .assert_error(503, "ServiceUnavailable");
 
     // Same port, empty data: old sessions are gone (refused, never accepted
     // unchecked), new logins work again without a restart.
@@ -50,6 +51,9 @@ async fn redis_down_is_503_and_recovery_is_automatic() {
     app.verify(&t.access)
         .await
         .assert_error(401, "TokenRevoked");
+    app.register("bob", "bob@example.com", crate::helpers::PASSWORD)
+        .await
+        .assert_status(201);
     let again = app.login("ann").await;
     app.verify(&again.access).await.assert_status(200);
     app.refresh(&again.refresh).await.assert_status(200);

@@ -80,6 +80,12 @@ pub enum LimitKey {
     Unknown([u8; 32]),
     /// A client address (IPv6 grouped by /64, see `auth::limits`).
     Ip(IpAddr),
+    /// An account (or unknown identifier: `Account` or `Unknown`) from one
+    /// client address: the counter a successful login there clears.
+    AccountAt(Box<LimitKey>, IpAddr),
+    /// Registrations from a client address (not login failures, but the
+    /// same fixed-window counter).
+    Register(IpAddr),
 }
 
 impl fmt::Display for LimitKey {
@@ -91,6 +97,8 @@ impl fmt::Display for LimitKey {
                 hash.iter().try_for_each(|b| write!(f, "{b:02x}"))
             }
             LimitKey::Ip(ip) => write!(f, "login:ip:{ip}"),
+            LimitKey::AccountAt(account, ip) => write!(f, "{account}@{ip}"),
+            LimitKey::Register(ip) => write!(f, "register:ip:{ip}"),
         }
     }
 }

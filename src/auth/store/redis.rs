@@ -9,8 +9,10 @@
 //! - `Puser:{uid}:index`: sorted set of the user's session ids, scored by
 //!   their end (unix s); expires with the last of them; ended members are
 //!   pruned at the next login and when listed.
-//! - `Plogin:acct:<uid>`, `Plogin:unknown:<sha256>`, `Plogin:ip:<addr>`:
+//! - `Plogin:acct:<uid>`, `Plogin:unknown:<sha256>`, `Plogin:ip:<addr>`,
+//!   and the same account keys from one address, `Plogin:acct:<uid>@<addr>`:
 //!   login-failure counters; expire at the end of their fixed window.
+//! - `Pregister:ip:<addr>`: registrations from an address in the hour.
 //!
 //! Cluster rule: every script and every pipeline below touches one hash
 //! slot. A session's keys share `{sid}`, so the access check (one round
