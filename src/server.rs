@@ -231,10 +231,7 @@ struct Conn<E> {
 impl<E: Endpoint + 'static> Conn<E> {
     async fn run(mut self, stream: TcpStream) {
         let activity = Arc::new(Activity::new());
-        let io = TokioIo::new(Watched {
-            inner: stream,
-            activity: activity.clone(),
-        });
+        let io = TokioIo::new(Watched::new(stream, activity.clone()));
         let service = {
             let ep = self.ep.clone();
             let activity = activity.clone();
@@ -463,10 +460,25 @@ impl Drop for InFlight {
     }
 }
 
-/// The socket, noting when bytes arrive.
+/// The socket, noting when bytes arrive, and sending a JSON error in place
+/// of hyper's bare answer to an unparsable HTTP/1.1 head
+/// (`http::json_for_bare_error`).
 struct Watched {
     inner: TcpStream,
     activity: Arc<Activity>,
+    /// The JSON error being written, how much of it is sent, and the length
+    /// of hyper's write it stands for.
+    replacing: Option<(Vec<u8>, usize, usize)>,
+}
+
+impl Watched {
+    fn new(inner: TcpStream, activity: Arc<Activity>) -> Self {
+        Self {
+            inner,
+            activity,
+            replacing: None,
+        }
+    }
 }
 
 impl AsyncRead for Watched {
@@ -490,7 +502,28 @@ impl AsyncWrite for Watched {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        if self.replacing.is_none() {
+            match crate::http::json_for_bare_error(buf) {
+                Some(json) => self.replacing = Some((json, 0, buf.len())),
+                None => return Pin::new(&mut self.inner).poll_write(cx, buf),
+            }
+        }
+        // hyper retries the same bytes after Pending: finish ours first,
+        // then report its write as done.
+        let this = &mut *self;
+        while let Some((json, sent, _)) = this.replacing.as_mut() {
+            if *sent == json.len() {
+                break;
+            }
+            match Pin::new(&mut this.inner).poll_write(cx, &json[*sent..]) {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Poll::Ready(Ok(n)) => *sent += n,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        let covers = this.replacing.take().map_or(buf.len(), |(_, _, c)| c);
+        Poll::Ready(Ok(covers))
     }
 
     fn poll_write_vectored(
@@ -498,6 +531,11 @@ impl AsyncWrite for Watched {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
+        // hyper's bare answer is a head without a body: one slice.
+        let mut filled = bufs.iter().filter(|b| !b.is_empty());
+        if let (Some(only), None) = (filled.next(), filled.next()) {
+            return self.poll_write(cx, only);
+        }
         Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
     }
 

@@ -443,3 +443,67 @@ async fn out_of_file_descriptors_the_accept_loop_backs_off_without_spinning() {
         .expect("healthz after recovery");
     assert_eq!(health.status(), 200);
 }
+
+/// Sends `raw` on a connection of its own and reads the whole answer.
+async fn raw_exchange(app: &TestApp, raw: &[u8]) -> String {
+    let mut s = connect(app).await;
+    s.write_all(raw).await.expect("write");
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The heads hyper refuses before the app (malformed, too many or too large
+/// headers, URI too long) get API.md JSON errors too, and the app's own
+/// 431 for heads over 256 KiB is unchanged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heads_hyper_refuses_get_json_errors() {
+    let app = spawn_app_with(Backend::SqliteMemory, |_| {}).await;
+    let many: String = (0..150).map(|i| format!("X-H{i}: a\r\n")).collect();
+    let cases: Vec<(u16, Vec<u8>)> = vec![
+        (400, b"GARBAGE\r\n\r\n".to_vec()),
+        (400, b"GET /healthz HTTP/1.1\r\nHo st: x\r\n\r\n".to_vec()),
+        (
+            431,
+            format!("GET /healthz HTTP/1.1\r\nHost: x\r\n{many}\r\n").into_bytes(),
+        ),
+        (
+            431,
+            format!(
+                "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+                "a".repeat(500_000)
+            )
+            .into_bytes(),
+        ),
+        (
+            414,
+            format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(70_000)).into_bytes(),
+        ),
+        // The app's own limit (256 KiB), below hyper's.
+        (
+            431,
+            format!(
+                "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Big: {}\r\n\r\n",
+                "a".repeat(300_000)
+            )
+            .into_bytes(),
+        ),
+    ];
+    for (status, raw) in cases {
+        let answer = raw_exchange(&app, &raw).await;
+        let (head, body) = answer
+            .split_once("\r\n\r\n")
+            .unwrap_or_else(|| panic!("no answer to a {status} case: {answer:?}"));
+        assert!(head.starts_with(&format!("HTTP/1.1 {status} ")), "{head}");
+        let lower = head.to_ascii_lowercase();
+        assert!(
+            lower.contains("\r\ncontent-type: application/json"),
+            "{head}"
+        );
+        assert!(lower.contains("\r\nx-request-id: "), "{head}");
+        let json: serde_json::Value = serde_json::from_str(body)
+            .unwrap_or_else(|e| panic!("{status}: not JSON ({e}): {body:?}"));
+        assert_eq!(json["code"], "BadRequest", "{body}");
+        assert!(json["message"].is_string(), "{body}");
+    }
+}
