@@ -30,6 +30,9 @@ pub enum Scenario {
     /// Verify at --rate, first alone, then under a closed-loop login storm
     /// on --storm-connections more connections (`mixed.rs`).
     Mixed,
+    /// Verify at --rate, first alone, then while --slow-connections hold
+    /// partial request heads (`slow.rs`).
+    SlowClients,
 }
 
 impl Scenario {
@@ -43,6 +46,7 @@ impl Scenario {
             Scenario::EmployeesList => "employees-list",
             Scenario::EmployeesCreate => "employees-create",
             Scenario::Mixed => "mixed",
+            Scenario::SlowClients => "slow-clients",
         }
     }
 }
@@ -301,6 +305,7 @@ pub async fn prepare(
     match scenario {
         // Two streams: `mixed.rs` prepares a verify and a login set.
         Scenario::Mixed => bail!("mixed is prepared as verify + login"),
+        Scenario::SlowClients => bail!("slow-clients is prepared as verify"),
         Scenario::Floor => {
             for _ in 0..connections {
                 workers.push(Worker::Get {
