@@ -400,6 +400,8 @@ mod tests {
         assert_eq!(c.access_ttl, Duration::from_secs(900));
         assert_eq!(c.max_sessions_per_user, 100);
         assert_eq!(c.login_max_failures, 5);
+        assert_eq!(c.header_timeout, Duration::from_secs(10));
+        assert_eq!(c.max_connections, 10_000);
         assert!(c.redis_url.is_none() && c.jwt_secret.is_none());
     }
 

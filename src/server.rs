@@ -311,7 +311,13 @@ async fn watchdog(activity: &Activity, limits: Limits) -> SlowClose {
         let now = activity.born.elapsed();
         match verdict(&activity.snapshot(), now, limits) {
             Verdict::Close(why) => return why,
-            Verdict::CheckAt(at) => tokio::time::sleep_until(activity.born + at).await,
+            // A head's first byte brings its deadline forward: look again.
+            Verdict::CheckAt(at) => {
+                tokio::select! {
+                    () = tokio::time::sleep_until(activity.born + at) => {}
+                    () = activity.head_began.notified() => {}
+                }
+            }
         }
     }
 }
@@ -341,7 +347,7 @@ enum Verdict {
 /// request head within the header timeout of the connect; later HTTP/1.1
 /// heads within it of their first byte (HTTP/2 frames between requests are
 /// PINGs and the like: the PING timeout covers a silent peer); and no request
-/// for the idle timeout closes it.
+/// for the idle timeout (since the connect or the last request) closes it.
 fn verdict(s: &Snapshot, now: Duration, limits: Limits) -> Verdict {
     let header = (!limits.header_timeout.is_zero()).then_some(limits.header_timeout);
     let idle = (!limits.idle_timeout.is_zero()).then_some(limits.idle_timeout);
@@ -365,7 +371,8 @@ fn verdict(s: &Snapshot, now: Duration, limits: Limits) -> Verdict {
         }
         next = Some(from + limit);
     }
-    if let (true, Some(limit)) = (s.started > 0, idle) {
+    if let Some(limit) = idle {
+        // From the connect until the first request (`last_end` is zero).
         let due = s.last_end + limit;
         if now >= due {
             return Verdict::Close(SlowClose::Idle);
@@ -387,6 +394,8 @@ struct Activity {
     bytes_since_ms: AtomicU64,
     http2: AtomicBool,
     ended: Notify,
+    /// Bytes arrived with no request in flight: the watchdog's wake-up.
+    head_began: Notify,
 }
 
 impl Activity {
@@ -399,6 +408,7 @@ impl Activity {
             bytes_since_ms: AtomicU64::new(0),
             http2: AtomicBool::new(false),
             ended: Notify::new(),
+            head_began: Notify::new(),
         }
     }
 
@@ -410,6 +420,9 @@ impl Activity {
         if self.bytes_since_ms.load(Ordering::Relaxed) == 0 {
             self.bytes_since_ms
                 .store(self.ms().saturating_add(1), Ordering::Relaxed);
+            if self.in_flight.load(Ordering::SeqCst) == 0 {
+                self.head_began.notify_one();
+            }
         }
     }
 
@@ -615,9 +628,18 @@ mod tests {
             verdict(&h2, S * 11, limits(10, 75)),
             Verdict::Close(SlowClose::HeaderTimeout)
         );
+        // A silent connection is also idle.
         assert_eq!(
-            verdict(&fresh, S * 1000, limits(0, 75)),
-            Verdict::CheckAt(S * 1075)
+            verdict(&fresh, S * 75, limits(0, 75)),
+            Verdict::Close(SlowClose::Idle)
+        );
+        assert_eq!(
+            verdict(&fresh, S, limits(10, 1)),
+            Verdict::Close(SlowClose::Idle)
+        );
+        assert_eq!(
+            verdict(&fresh, S * 1000, limits(0, 0)),
+            Verdict::CheckAt(S * 1060)
         );
     }
 
