@@ -330,10 +330,11 @@ struct Snapshot {
     started: u64,
     /// The last request's end, since the connection opened.
     last_end: Duration,
-    /// First byte read since the last request began or ended (the start
-    /// of the next head, on HTTP/1.1).
-    bytes_since: Option<Duration>,
-    http2: bool,
+    /// When the head being received began: on HTTP/1.1 the first byte since
+    /// the last request began or ended; on HTTP/2 the first frame of a
+    /// header block still open (HEADERS without its END_HEADERS yet), as
+    /// other frames between requests are PINGs, window updates and the like.
+    head_since: Option<Duration>,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -344,10 +345,9 @@ enum Verdict {
 }
 
 /// The rules of API.md "Slow and idle clients" at time `now`: the first
-/// request head within the header timeout of the connect; later HTTP/1.1
-/// heads within it of their first byte (HTTP/2 frames between requests are
-/// PINGs and the like: the PING timeout covers a silent peer); and no request
-/// for the idle timeout (since the connect or the last request) closes it.
+/// request head within the header timeout of the connect; later heads within
+/// it of their start (`Snapshot::head_since`); and no request for the idle
+/// timeout (since the connect or the last request) closes it.
 fn verdict(s: &Snapshot, now: Duration, limits: Limits) -> Verdict {
     let header = (!limits.header_timeout.is_zero()).then_some(limits.header_timeout);
     let idle = (!limits.idle_timeout.is_zero()).then_some(limits.idle_timeout);
@@ -359,10 +359,8 @@ fn verdict(s: &Snapshot, now: Duration, limits: Limits) -> Verdict {
     }
     let head_from = if s.started == 0 {
         Some(Duration::ZERO)
-    } else if !s.http2 {
-        s.bytes_since
     } else {
-        None
+        s.head_since
     };
     let mut next: Option<Duration> = None;
     if let (Some(from), Some(limit)) = (head_from, header) {
@@ -389,9 +387,8 @@ struct Activity {
     started: AtomicU64,
     /// Milliseconds since `born`.
     last_end_ms: AtomicU64,
-    /// Milliseconds since `born` + 1 of the first byte read since the last
-    /// request began or ended; 0 = none.
-    bytes_since_ms: AtomicU64,
+    /// `Snapshot::head_since` in milliseconds since `born` + 1; 0 = none.
+    head_since_ms: AtomicU64,
     http2: AtomicBool,
     ended: Notify,
     /// Bytes arrived with no request in flight: the watchdog's wake-up.
@@ -405,7 +402,7 @@ impl Activity {
             in_flight: AtomicUsize::new(0),
             started: AtomicU64::new(0),
             last_end_ms: AtomicU64::new(0),
-            bytes_since_ms: AtomicU64::new(0),
+            head_since_ms: AtomicU64::new(0),
             http2: AtomicBool::new(false),
             ended: Notify::new(),
             head_began: Notify::new(),
@@ -416,9 +413,23 @@ impl Activity {
         u64::try_from(self.born.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
+    /// HTTP/1.1 bytes arrived (or bytes not yet known to be HTTP/2).
     fn read_some(&self) {
-        if self.bytes_since_ms.load(Ordering::Relaxed) == 0 {
-            self.bytes_since_ms
+        self.head_started();
+    }
+
+    /// HTTP/2 frames arrived: whether a header block is open after them.
+    fn h2_header_block(&self, open: bool) {
+        if open {
+            self.head_started();
+        } else {
+            self.head_since_ms.store(0, Ordering::Relaxed);
+        }
+    }
+
+    fn head_started(&self) {
+        if self.head_since_ms.load(Ordering::Relaxed) == 0 {
+            self.head_since_ms
                 .store(self.ms().saturating_add(1), Ordering::Relaxed);
             if self.in_flight.load(Ordering::SeqCst) == 0 {
                 self.head_began.notify_one();
@@ -429,7 +440,7 @@ impl Activity {
     fn begin(self: &Arc<Self>, http2: bool) -> InFlight {
         self.in_flight.fetch_add(1, Ordering::SeqCst);
         self.started.fetch_add(1, Ordering::SeqCst);
-        self.bytes_since_ms.store(0, Ordering::Relaxed);
+        self.head_since_ms.store(0, Ordering::Relaxed);
         if http2 {
             self.http2.store(true, Ordering::Relaxed);
         }
@@ -437,13 +448,12 @@ impl Activity {
     }
 
     fn snapshot(&self) -> Snapshot {
-        let since = self.bytes_since_ms.load(Ordering::Relaxed);
+        let since = self.head_since_ms.load(Ordering::Relaxed);
         Snapshot {
             in_flight: self.in_flight.load(Ordering::SeqCst),
             started: self.started.load(Ordering::SeqCst),
             last_end: Duration::from_millis(self.last_end_ms.load(Ordering::Relaxed)),
-            bytes_since: (since > 0).then(|| Duration::from_millis(since - 1)),
-            http2: self.http2.load(Ordering::Relaxed),
+            head_since: (since > 0).then(|| Duration::from_millis(since - 1)),
         }
     }
 
@@ -466,8 +476,11 @@ impl Drop for InFlight {
     fn drop(&mut self) {
         let a = &self.0;
         a.last_end_ms.store(a.ms(), Ordering::Relaxed);
-        // Body bytes read during the request are not the next head.
-        a.bytes_since_ms.store(0, Ordering::Relaxed);
+        // HTTP/1.1 body bytes read during the request are not the next
+        // head (HTTP/2 tracks its header blocks by frame).
+        if !a.http2.load(Ordering::Relaxed) {
+            a.head_since_ms.store(0, Ordering::Relaxed);
+        }
         a.in_flight.fetch_sub(1, Ordering::SeqCst);
         a.ended.notify_waiters();
     }
@@ -482,6 +495,7 @@ struct Watched {
     /// The JSON error being written, how much of it is sent, and the length
     /// of hyper's write it stands for.
     replacing: Option<(Vec<u8>, usize, usize)>,
+    frames: H2Frames,
 }
 
 impl Watched {
@@ -490,6 +504,7 @@ impl Watched {
             inner,
             activity,
             replacing: None,
+            frames: H2Frames::default(),
         }
     }
 }
@@ -503,7 +518,13 @@ impl AsyncRead for Watched {
         let before = buf.filled().len();
         let r = Pin::new(&mut self.inner).poll_read(cx, buf);
         if buf.filled().len() > before {
-            self.activity.read_some();
+            let this = &mut *self;
+            match this.frames.feed(&buf.filled()[before..]) {
+                Framing::H2 { header_block_open } => {
+                    this.activity.h2_header_block(header_block_open)
+                }
+                Framing::NotH2 | Framing::Undecided => this.activity.read_some(),
+            }
         }
         r
     }
@@ -565,6 +586,83 @@ impl AsyncWrite for Watched {
     }
 }
 
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// What a client's bytes are, as far as `H2Frames` can tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    /// Still within what could be the HTTP/2 preface.
+    Undecided,
+    NotH2,
+    H2 {
+        header_block_open: bool,
+    },
+}
+
+/// Follows the frame headers of an h2c client (payloads are skipped, never
+/// decoded) to tell when a header block is open: a HEADERS frame without
+/// END_HEADERS, until the CONTINUATION that has it.
+#[derive(Debug, Default)]
+struct H2Frames {
+    /// Preface bytes matched so far.
+    preface: usize,
+    not_h2: bool,
+    header: [u8; 9],
+    header_len: usize,
+    /// Payload bytes of the current frame still to skip.
+    skip: usize,
+    open: bool,
+}
+
+impl H2Frames {
+    const HEADERS: u8 = 1;
+    const CONTINUATION: u8 = 9;
+    const END_HEADERS: u8 = 4;
+
+    fn feed(&mut self, mut bytes: &[u8]) -> Framing {
+        while !bytes.is_empty() && !self.not_h2 {
+            if self.preface < H2_PREFACE.len() {
+                let n = (H2_PREFACE.len() - self.preface).min(bytes.len());
+                if bytes[..n] != H2_PREFACE[self.preface..self.preface + n] {
+                    self.not_h2 = true;
+                    break;
+                }
+                self.preface += n;
+                bytes = &bytes[n..];
+            } else if self.skip > 0 {
+                let n = self.skip.min(bytes.len());
+                self.skip -= n;
+                bytes = &bytes[n..];
+            } else {
+                let n = (9 - self.header_len).min(bytes.len());
+                self.header[self.header_len..self.header_len + n].copy_from_slice(&bytes[..n]);
+                self.header_len += n;
+                bytes = &bytes[n..];
+                if self.header_len == 9 {
+                    let [l0, l1, l2, kind, flags, ..] = self.header;
+                    self.skip = (usize::from(l0) << 16) | (usize::from(l1) << 8) | usize::from(l2);
+                    self.header_len = 0;
+                    let ends = flags & Self::END_HEADERS != 0;
+                    match kind {
+                        Self::HEADERS => self.open = !ends,
+                        Self::CONTINUATION if ends => self.open = false,
+                        _ => {}
+                    }
+                }
+            }
+        }
+        if self.not_h2 {
+            Framing::NotH2
+        } else if self.preface < H2_PREFACE.len() {
+            Framing::Undecided
+        } else {
+            Framing::H2 {
+                header_block_open: self.open,
+            }
+        }
+    }
+}
+
 /// Raises the soft open-file limit to the hard limit (a descriptor per
 /// connection): returns (before, after).
 #[cfg(target_os = "linux")]
@@ -619,15 +717,6 @@ mod tests {
             verdict(&fresh, S * 10, limits(10, 75)),
             Verdict::Close(SlowClose::HeaderTimeout)
         );
-        // h2c too: its preface and first HEADERS are the first head.
-        let h2 = Snapshot {
-            http2: true,
-            ..fresh
-        };
-        assert_eq!(
-            verdict(&h2, S * 11, limits(10, 75)),
-            Verdict::Close(SlowClose::HeaderTimeout)
-        );
         // A silent connection is also idle.
         assert_eq!(
             verdict(&fresh, S * 75, limits(0, 75)),
@@ -648,7 +737,7 @@ mod tests {
         let s = Snapshot {
             started: 1,
             last_end: S * 5,
-            bytes_since: Some(S * 30),
+            head_since: Some(S * 30),
             ..Snapshot::default()
         };
         assert_eq!(
@@ -659,10 +748,13 @@ mod tests {
             verdict(&s, S * 40, limits(10, 75)),
             Verdict::Close(SlowClose::HeaderTimeout)
         );
-        // On HTTP/2 bytes between requests are PINGs and window updates.
-        let h2 = Snapshot { http2: true, ..s };
+        // No head begun: only the idle rule.
+        let quiet = Snapshot {
+            head_since: None,
+            ..s
+        };
         assert_eq!(
-            verdict(&h2, S * 40, limits(10, 75)),
+            verdict(&quiet, S * 40, limits(10, 75)),
             Verdict::CheckAt(S * 80)
         );
     }
@@ -695,6 +787,95 @@ mod tests {
         assert_eq!(
             verdict(&s, S * 500, limits(10, 75)),
             Verdict::CheckAt(S * 510)
+        );
+    }
+
+    fn h2_frame(kind: u8, flags: u8, payload: &[u8]) -> Vec<u8> {
+        let len = payload.len();
+        let mut f = vec![
+            (len >> 16) as u8,
+            (len >> 8) as u8,
+            len as u8,
+            kind,
+            flags,
+            0,
+            0,
+            0,
+            1,
+        ];
+        f.extend_from_slice(payload);
+        f
+    }
+
+    #[test]
+    fn h2_header_blocks_are_followed_across_reads() {
+        let mut f = H2Frames::default();
+        assert_eq!(f.feed(&H2_PREFACE[..10]), Framing::Undecided);
+        assert_eq!(
+            f.feed(&H2_PREFACE[10..]),
+            Framing::H2 {
+                header_block_open: false
+            }
+        );
+        let settings = h2_frame(4, 0, &[0; 6]);
+        assert_eq!(
+            f.feed(&settings),
+            Framing::H2 {
+                header_block_open: false
+            }
+        );
+        // HEADERS without END_HEADERS, split across reads, payload too.
+        let headers = h2_frame(1, 1, &[0x82; 20]);
+        assert_eq!(
+            f.feed(&headers[..5]),
+            Framing::H2 {
+                header_block_open: false
+            }
+        );
+        assert_eq!(
+            f.feed(&headers[5..15]),
+            Framing::H2 {
+                header_block_open: true
+            }
+        );
+        assert_eq!(
+            f.feed(&headers[15..]),
+            Framing::H2 {
+                header_block_open: true
+            }
+        );
+        // A CONTINUATION without END_HEADERS keeps it open; with it, closed.
+        assert_eq!(
+            f.feed(&h2_frame(9, 0, &[0x82; 3])),
+            Framing::H2 {
+                header_block_open: true
+            }
+        );
+        let mut two = h2_frame(9, 4, &[0x82; 3]);
+        two.extend(h2_frame(6, 0, &[0; 8]));
+        assert_eq!(
+            f.feed(&two),
+            Framing::H2 {
+                header_block_open: false
+            }
+        );
+        // A whole HEADERS frame opens nothing.
+        assert_eq!(
+            f.feed(&h2_frame(1, 5, &[0x82])),
+            Framing::H2 {
+                header_block_open: false
+            }
+        );
+    }
+
+    #[test]
+    fn http1_is_not_followed_as_frames() {
+        let mut f = H2Frames::default();
+        assert_eq!(f.feed(b"PRI * HTTP/1.1\r\n"), Framing::NotH2);
+        assert_eq!(f.feed(&H2_PREFACE[..]), Framing::NotH2);
+        assert_eq!(
+            H2Frames::default().feed(b"GET / HTTP/1.1\r\n"),
+            Framing::NotH2
         );
     }
 

@@ -282,6 +282,59 @@ async fn an_h2_client_that_does_not_answer_ping_is_dropped() {
     assert!(after > before, "PING timeout counted");
 }
 
+/// On h2c a later request whose header block stops mid-way (HEADERS
+/// without END_HEADERS) is closed at the header timeout from its first
+/// frame, sooner than the PING rule (interval plus answer time) would.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_h2_header_block_left_open_is_closed_after_the_header_timeout() {
+    let app = spawn_app_with(Backend::SqliteMemory, |c| {
+        c.header_timeout = Duration::from_secs(2);
+        c.idle_timeout = Duration::from_secs(60);
+    })
+    .await;
+    let mut s = connect(&app).await;
+    let mut hello = H2_PREFACE.to_vec();
+    hello.extend(frame(SETTINGS, 0, 0, &[]));
+    hello.extend(frame(
+        HEADERS,
+        END_STREAM | END_HEADERS,
+        1,
+        &healthz_header_block(),
+    ));
+    s.write_all(&hello).await.expect("write");
+    // Wait for the answer's HEADERS frame on stream 1.
+    let mut data = Vec::new();
+    let mut buf = [0u8; 4096];
+    let answered = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            let n = s.read(&mut buf).await.expect("read");
+            assert!(n > 0, "closed before answering");
+            data.extend_from_slice(&buf[..n]);
+            let mut rest = &data[..];
+            while rest.len() >= 9 {
+                let len = (usize::from(rest[0]) << 16)
+                    | (usize::from(rest[1]) << 8)
+                    | usize::from(rest[2]);
+                if rest[3] == HEADERS && rest[5..9] == 1u32.to_be_bytes() {
+                    return;
+                }
+                rest = &rest[(9 + len).min(rest.len())..];
+            }
+        }
+    })
+    .await;
+    assert!(answered.is_ok(), "no answer to the first request");
+    // Stream 3: HEADERS without END_HEADERS, and nothing more.
+    s.write_all(&frame(HEADERS, END_STREAM, 3, &healthz_header_block()))
+        .await
+        .expect("write");
+    let t = closed_within(&mut s, Duration::from_secs(8)).await;
+    assert!(
+        t.is_some_and(|t| t >= Duration::from_millis(1500) && t < Duration::from_millis(3500)),
+        "closed 2 s after the open header block (the PING rule would take 4 s): {t:?}"
+    );
+}
+
 /// With `TESSERA_MAX_CONNECTIONS=5` the 6th connection gets no answer while
 /// 5 are open, and is served once one of them closes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
