@@ -872,7 +872,7 @@ mod tests {
     fn http1_is_not_followed_as_frames() {
         let mut f = H2Frames::default();
         assert_eq!(f.feed(b"PRI * HTTP/1.1\r\n"), Framing::NotH2);
-        assert_eq!(f.feed(&H2_PREFACE[..]), Framing::NotH2);
+        assert_eq!(f.feed(H2_PREFACE), Framing::NotH2);
         assert_eq!(
             H2Frames::default().feed(b"GET / HTTP/1.1\r\n"),
             Framing::NotH2
