@@ -207,6 +207,15 @@ pub struct Config {
     #[arg(long = "idle-timeout", env = "TESSERA_IDLE_TIMEOUT", default_value = "75", value_parser = parse_duration)]
     pub idle_timeout: Duration,
 
+    /// A connection must send a whole request head within this (HTTP/1.1 and
+    /// HTTP/2; also the HTTP/2 PING interval and answer time); 0 = never.
+    #[arg(long = "header-timeout", env = "TESSERA_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub header_timeout: Duration,
+
+    /// Open connections at once; beyond it new ones wait in the listen backlog.
+    #[arg(long = "max-connections", env = "TESSERA_MAX_CONNECTIONS", default_value = "10000", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+
     #[arg(long = "env", env = "TESSERA_ENV", default_value = "development")]
     pub env: Environment,
 }
@@ -419,6 +428,8 @@ mod tests {
         assert_eq!(c.login_max_failures_per_ip, 50);
         assert_eq!(c.register_per_ip, 30);
         assert_eq!(c.hash_threads, 0);
+        assert_eq!(c.header_timeout, Duration::from_secs(10));
+        assert_eq!(c.max_connections, 10_000);
         assert!(c.redis_url.is_none() && c.jwt_secret.is_none());
     }
 

@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod money;
 pub mod paging;
 pub mod reads;
+pub mod server;
 pub mod sqlite_reads;
 pub mod state;
 pub mod telemetry;

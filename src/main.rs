@@ -1,10 +1,7 @@
 //! The `tessera` command line: serve (default) | migrate | openapi | create-admin.
 
-use std::time::Duration;
-
 use anyhow::Context;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
-use poem::{Server, listener::TcpListener};
 use tessera::{config::Config, state, telemetry};
 
 #[derive(Parser)]
@@ -76,24 +73,16 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         let username = config.admin_username.as_deref().unwrap_or("admin");
         tessera::bootstrap::ensure_admin(&state, email, username, password.clone()).await?;
     }
-    let listener = TcpListener::bind(config.bind.clone());
-    tracing::info!(bind = %config.bind, "tessera listening; Swagger UI at /docs");
-    // HTTP/1.1 heads are capped by hyper (about 408 KB) and by the app
-    // (`http::MAX_HEADER_BYTES`, JSON 431); HTTP/2 (h2c) gets the same room so
-    // a 100 KB bearer token works there too. hyper's header read timeout needs
-    // a timer that poem 3.1 does not set: the idle timeout and the request
-    // deadline are what bound slow clients.
-    let mut server = Server::new(listener)
-        .http2_max_header_list_size((tessera::http::MAX_HEADER_BYTES + 16 * 1024) as u32);
-    if !config.idle_timeout.is_zero() {
-        server = server.idle_timeout(config.idle_timeout);
+    match tessera::server::raise_open_file_limit() {
+        Ok((before, after)) => tracing::info!(before, after, "open-file limit (RLIMIT_NOFILE)"),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
     }
-    server
-        .run_with_graceful_shutdown(
-            tessera::app(state),
-            shutdown_signal(),
-            Some(Duration::from_secs(30)),
-        )
+    let listener = tokio::net::TcpListener::bind(&config.bind)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.bind))?;
+    tracing::info!(bind = %config.bind, "tessera listening; Swagger UI at /docs");
+    let limits = tessera::server::Limits::from_config(&config);
+    tessera::server::serve(listener, tessera::app(state), limits, shutdown_signal())
         .await
         .context("server error")?;
     tracing::info!("drained; bye");

@@ -15,6 +15,9 @@
 //! | `tessera_db_pool_{size,idle,in_use,max_connections}` | gauge | |
 //! | `tessera_auth_events_total` | counter | `event` (`Event`, the older family; `bootstrap_conflict`: the bootstrap admin's email or username held by a non-admin) |
 //! | `tessera_rate_limited_total` | counter | `limit` (`RateLimit`) |
+//! | `tessera_connections_closed_slow_total` | counter | `reason` (`SlowClose`) |
+//! | `tessera_connections_open` | gauge | |
+//! | `tessera_connections_cap_reached_total`, `tessera_accept_backoffs_total` | counter | |
 //!
 //! Every label value comes from a closed set (the enums below, route
 //! templates, known methods), so no client can grow the number of series.
@@ -577,7 +580,119 @@ fn render_pool(out: &mut String, pool: Option<PoolStats>) {
 pub fn render_with_pool(pool: Option<PoolStats>) -> String {
     let mut out = render();
     render_pool(&mut out, pool);
+    render_connections(&mut out);
     out
+}
+
+label_set! {
+    /// Why the server closed a connection for slowness (API.md "Slow and
+    /// idle clients").
+    SlowClose {
+        /// No whole request head within `TESSERA_HEADER_TIMEOUT`.
+        HeaderTimeout => "header_timeout",
+        /// No request for `TESSERA_IDLE_TIMEOUT` (closed hard after a short grace).
+        Idle => "idle",
+        /// An HTTP/2 PING not answered within `TESSERA_HEADER_TIMEOUT`.
+        Http2Ping => "h2_ping",
+    }
+}
+
+/// The serve loop's counters (src/server.rs), apart from `Metrics` so the
+/// connection families stay one local block.
+struct ConnectionMetrics {
+    slow_closes: Counts<{ SlowClose::ALL.len() }>,
+    open: AtomicU64,
+    cap_waits: AtomicU64,
+    accept_backoffs: AtomicU64,
+}
+
+fn connection_metrics() -> &'static ConnectionMetrics {
+    static M: OnceLock<ConnectionMetrics> = OnceLock::new();
+    M.get_or_init(|| ConnectionMetrics {
+        slow_closes: Counts::new(),
+        open: AtomicU64::new(0),
+        cap_waits: AtomicU64::new(0),
+        accept_backoffs: AtomicU64::new(0),
+    })
+}
+
+pub fn slow_close(r: SlowClose) {
+    connection_metrics().slow_closes.add(r as usize);
+}
+
+/// One open connection, counted in the gauge until dropped.
+pub struct OpenConnection(());
+
+impl OpenConnection {
+    pub fn new() -> Self {
+        connection_metrics().open.fetch_add(1, Ordering::Relaxed);
+        Self(())
+    }
+}
+
+impl Default for OpenConnection {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        connection_metrics().open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The loop found `TESSERA_MAX_CONNECTIONS` open and stopped accepting.
+pub fn connection_cap_reached() {
+    connection_metrics()
+        .cap_waits
+        .fetch_add(1, Ordering::Relaxed);
+}
+
+/// `accept()` failed (EMFILE and the like) and the loop paused.
+pub fn accept_backoff() {
+    connection_metrics()
+        .accept_backoffs
+        .fetch_add(1, Ordering::Relaxed);
+}
+
+fn render_connections(out: &mut String) {
+    let m = connection_metrics();
+    counter_family(
+        out,
+        (
+            "tessera_connections_closed_slow_total",
+            "Connections closed for slowness, by reason.",
+            "reason",
+        ),
+        SlowClose::ALL,
+        SlowClose::label,
+        |i| m.slow_closes.get(i),
+    );
+    let singles = [
+        (
+            "tessera_connections_open",
+            "gauge",
+            "Open client connections (all servers of the process).",
+            &m.open,
+        ),
+        (
+            "tessera_connections_cap_reached_total",
+            "counter",
+            "Times accepting paused at TESSERA_MAX_CONNECTIONS.",
+            &m.cap_waits,
+        ),
+        (
+            "tessera_accept_backoffs_total",
+            "counter",
+            "Failed accepts (e.g. out of file descriptors) followed by a pause.",
+            &m.accept_backoffs,
+        ),
+    ];
+    for (name, kind, help, v) in singles {
+        family(out, name, kind, help);
+        let _ = writeln!(out, "{name} {}", v.load(Ordering::Relaxed));
+    }
 }
 
 #[cfg(test)]
@@ -612,6 +727,10 @@ mod tests {
             "tessera_db_pool_acquire_timeouts_total ",
             "tessera_db_pool_in_use 2\n",
             "tessera_db_pool_max_connections 10\n",
+            r#"tessera_connections_closed_slow_total{reason="h2_ping"} "#,
+            "tessera_connections_open ",
+            "tessera_connections_cap_reached_total ",
+            "tessera_accept_backoffs_total ",
         ] {
             assert!(text.contains(series), "{series} missing from\n{text}");
         }

@@ -8,6 +8,7 @@ mod report;
 mod run;
 mod scenario;
 mod schedule;
+mod slow;
 mod stats;
 
 use std::process::ExitCode;
@@ -81,6 +82,9 @@ struct Load {
     /// each), besides the -c verify connections.
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..))]
     storm_connections: u16,
+    /// `slow-clients`: connections holding partial request heads in phase 2.
+    #[arg(long, default_value_t = 1000)]
+    slow_connections: u32,
     /// Requests/s of the `floor` scenario on this machine: prints the ratio.
     #[arg(long)]
     floor: Option<f64>,
@@ -149,6 +153,9 @@ async fn bench(load: Load) -> Result<bool> {
     }
     if load.scenario == Scenario::LoginFlood {
         return flood::bench(&load).await;
+    }
+    if load.scenario == Scenario::SlowClients {
+        return slow::bench(&load).await;
     }
     let mode = match load.rate {
         None => Mode::Closed,

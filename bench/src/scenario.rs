@@ -34,6 +34,9 @@ pub enum Scenario {
     /// --flood-addresses other addresses flood logins with their own
     /// accounts on --storm-connections connections (`flood.rs`).
     LoginFlood,
+    /// Verify at --rate, first alone, then while --slow-connections hold
+    /// partial request heads (`slow.rs`).
+    SlowClients,
 }
 
 impl Scenario {
@@ -48,6 +51,7 @@ impl Scenario {
             Scenario::EmployeesCreate => "employees-create",
             Scenario::Mixed => "mixed",
             Scenario::LoginFlood => "login-flood",
+            Scenario::SlowClients => "slow-clients",
         }
     }
 }
@@ -360,6 +364,7 @@ pub async fn prepare(
         // Two streams: `mixed.rs` prepares a verify and a login set.
         Scenario::Mixed => bail!("mixed is prepared as verify + login"),
         Scenario::LoginFlood => bail!("login-flood is prepared as logins per address"),
+        Scenario::SlowClients => bail!("slow-clients is prepared as verify"),
         Scenario::Floor => {
             for _ in 0..connections {
                 workers.push(Worker::Get {

@@ -63,7 +63,8 @@ pub async fn body_limit<E: Endpoint>(
 /// token check (401 `TokenInvalid`), so the cap sits well above that. Over it:
 /// 431 with the `BadRequest` body. hyper has its own, fixed limits further up
 /// (about 408 KB of head, 100 header fields, 64 KB of URI), answered by hyper
-/// itself with a bare 431/414 before the app sees the request.
+/// before the app sees the request; the serve loop makes those answers JSON
+/// too (`parse_errors.rs`).
 pub const MAX_HEADER_BYTES: usize = 256 * 1024;
 
 /// Ends a request that takes longer than `limit` (body upload included:

@@ -14,10 +14,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-use poem::{
-    Server,
-    listener::{Acceptor, Listener, TcpListener},
-};
 use reqwest::{Method, StatusCode};
 use secrecy::SecretString;
 use serde_json::{Value, json};
@@ -440,19 +436,19 @@ pub async fn spawn_app_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -
 
 pub async fn spawn_with_config(config: Config, backend: Backend) -> TestApp {
     let state = AppState::build(&config).await.expect("build app state");
-    let acceptor = TcpListener::bind("127.0.0.1:0")
-        .into_acceptor()
+    // The binary's own serve loop, so every API test runs through it.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind test listener");
-    let port = acceptor
-        .local_addr()
-        .first()
-        .and_then(|a| a.as_socket_addr().map(|s| s.port()))
-        .expect("test listener port");
+    let port = listener.local_addr().expect("test listener port").port();
     let app = tessera::app(state.clone());
-    tokio::spawn(async move {
-        let _ = Server::new_with_acceptor(acceptor).run(app).await;
-    });
+    let limits = tessera::server::Limits::from_config(&config);
+    tokio::spawn(tessera::server::serve(
+        listener,
+        app,
+        limits,
+        std::future::pending(),
+    ));
     TestApp {
         address: format!("http://127.0.0.1:{port}"),
         client: reqwest::Client::builder()

@@ -8,6 +8,7 @@ mod auth_flow;
 mod catalog;
 mod cli;
 mod cluster;
+mod connections;
 mod docs;
 mod employees;
 mod errors;
