@@ -95,6 +95,7 @@ pub async fn bench(load: &Load) -> Result<bool> {
         &load.path,
         usize::from(load.connections),
         load.timeout,
+        &scenario::Addresses::spread(1, load.addresses),
     )
     .await?;
     let d = load.duration;
