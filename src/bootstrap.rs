@@ -9,6 +9,16 @@ use crate::{
     state::AppState,
 };
 
+/// What a non-admin holding the admin's email or username means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OnConflict {
+    /// `serve`: log, count and go on without an admin (API.md: a start
+    /// never fails because of what users did).
+    Serve,
+    /// `tessera create-admin`: an operator asked for this admin, so exit 1.
+    Fail,
+}
+
 pub async fn ensure_admin(
     state: &AppState,
     email: &str,
@@ -21,14 +31,36 @@ pub async fn ensure_admin(
 /// Idempotent across restarts and replicas starting together: the unique
 /// index decides, and an existing account with that email is left as it is.
 /// A non-admin holding the email or username is logged and counted, and the
-/// start goes on without an admin (API.md: a start never fails because of
-/// what users did).
+/// start goes on without an admin.
 pub async fn ensure_admin_in(
     db: &DatabaseConnection,
     passwords: &Passwords,
     email: &str,
     username: &str,
     password: SecretString,
+) -> anyhow::Result<()> {
+    admin(db, passwords, email, username, password, OnConflict::Serve).await
+}
+
+/// `tessera create-admin`: like the bootstrap, but a non-admin holding its
+/// email or username is an error (exit 1).
+pub async fn create_admin_in(
+    db: &DatabaseConnection,
+    passwords: &Passwords,
+    email: &str,
+    username: &str,
+    password: SecretString,
+) -> anyhow::Result<()> {
+    admin(db, passwords, email, username, password, OnConflict::Fail).await
+}
+
+async fn admin(
+    db: &DatabaseConnection,
+    passwords: &Passwords,
+    email: &str,
+    username: &str,
+    password: SecretString,
+    on_conflict: OnConflict,
 ) -> anyhow::Result<()> {
     match accounts::bootstrap_admin(db, passwords, email, username, password).await {
         Ok(Bootstrap::Created(u)) => {
@@ -38,6 +70,12 @@ pub async fn ensure_admin_in(
         Ok(Bootstrap::AlreadyThere(u)) => {
             tracing::info!(user_id = %u.id, "admin account already present");
             Ok(())
+        }
+        Ok(Bootstrap::Conflict { field, holder }) if on_conflict == OnConflict::Fail => {
+            Err(anyhow::anyhow!(
+                "cannot create the admin account: its {field} is held by the non-admin account {}",
+                holder.id
+            ))
         }
         Ok(Bootstrap::Conflict { field, holder }) => {
             crate::metrics::event(crate::metrics::Event::BootstrapConflict);
@@ -47,36 +85,6 @@ pub async fn ensure_admin_in(
                 "bootstrap admin not created: the configured admin {field} (TESSERA_ADMIN_{}) is held by a non-admin account; serving without it",
                 field.to_uppercase()
             );
-            Ok(())
-        }
-        Err(e) => Err(anyhow::anyhow!(
-            "cannot create the admin account: {e}: {:?}",
-            e.body().fields
-        )),
-    }
-}
-
-/// `tessera create-admin`: like the bootstrap, but an operator asked for
-/// this admin, so a non-admin holding its email or username is an error
-/// (exit 1) rather than a start to go on with.
-pub async fn create_admin_in(
-    db: &DatabaseConnection,
-    passwords: &Passwords,
-    email: &str,
-    username: &str,
-    password: SecretString,
-) -> anyhow::Result<()> {
-    match accounts::bootstrap_admin(db, passwords, email, username, password).await {
-        Ok(Bootstrap::Conflict { field, holder }) => Err(anyhow::anyhow!(
-            "cannot create the admin account: its {field} is held by the non-admin account {}",
-            holder.id
-        )),
-        Ok(Bootstrap::Created(u)) => {
-            tracing::info!(user_id = %u.id, "admin account created");
-            Ok(())
-        }
-        Ok(Bootstrap::AlreadyThere(u)) => {
-            tracing::info!(user_id = %u.id, "admin account already present");
             Ok(())
         }
         Err(e) => Err(anyhow::anyhow!(

@@ -19,12 +19,10 @@
 use anyhow::{Result, bail};
 
 use crate::Load;
-use crate::mixed::p99_ratio;
 use crate::report;
 use crate::run::{self, Mode};
 use crate::scenario::{self, Addresses, Scenario};
 use crate::schedule::Schedule;
-use crate::stats::fmt_us;
 
 /// The bystander's `--rate` when none is given: a trickle of logins.
 pub const DEFAULT_RATE: f64 = 20.0;
@@ -95,18 +93,12 @@ pub async fn bench(load: &Load) -> Result<bool> {
         under.tally.ok,
         under.tally.total()
     );
-    match (
-        p99_ratio(alone_fig.latency, under_fig.latency),
+    report::p99_change(
+        "p99 ratio",
         alone_fig.latency,
         under_fig.latency,
-    ) {
-        (Some(ratio), Some(a), Some(u)) => println!(
-            "p99 ratio       {ratio:.2} (p99 {} under the flood, {} alone)",
-            fmt_us(u.p99),
-            fmt_us(a.p99),
-        ),
-        _ => println!("p99 ratio       (no latencies in a phase)"),
-    }
+        "the flood",
+    );
     let verdicts = [
         report::acceptable("bystander (alone)", &alone.tally, load.max_fail_pct),
         report::acceptable("bystander (under flood)", &under.tally, load.max_fail_pct),

@@ -16,7 +16,7 @@ use crate::report;
 use crate::run::{self, Mode};
 use crate::scenario::{self, Scenario};
 use crate::schedule::Schedule;
-use crate::stats::{Summary, fmt_us};
+use crate::stats::Summary;
 
 /// Verify's `--rate` when none is given.
 pub const DEFAULT_RATE: f64 = 2000.0;
@@ -90,22 +90,14 @@ pub async fn bench(load: &Load) -> Result<bool> {
     report::stream(&mut logins);
 
     println!("== verify p99 under storm / alone");
-    match (
-        p99_ratio(alone_fig.latency, under_fig.latency),
-        alone_fig.latency,
-        under_fig.latency,
-    ) {
-        (Some(ratio), Some(a), Some(u)) => println!(
-            "ratio           {ratio:.2} (p99 {} under storm, {} alone; target <= {TARGET_RATIO}: {})",
-            fmt_us(u.p99),
-            fmt_us(a.p99),
-            if ratio <= TARGET_RATIO {
-                "met"
-            } else {
-                "missed"
-            }
-        ),
-        _ => println!("ratio           (no latencies in a phase)"),
+    if let Some(ratio) = report::p99_change("ratio", alone_fig.latency, under_fig.latency, "storm")
+    {
+        let verdict = if ratio <= TARGET_RATIO {
+            "met"
+        } else {
+            "missed"
+        };
+        println!("target          <= {TARGET_RATIO}: {verdict}");
     }
 
     // Every verdict is printed, not only the first.

@@ -82,3 +82,24 @@ pub fn acceptable(what: &str, t: &Tally, max_fail_pct: f64) -> bool {
     }
     true
 }
+
+/// Prints `label` p99 under a load over p99 alone (`under` names the load)
+/// and returns the ratio; `None` (also printed) unless both phases have
+/// latencies.
+pub fn p99_change(
+    label: &str,
+    alone: Option<Summary>,
+    loaded: Option<Summary>,
+    under: &str,
+) -> Option<f64> {
+    let ratio = crate::mixed::p99_ratio(alone, loaded);
+    match (ratio, alone, loaded) {
+        (Some(ratio), Some(a), Some(u)) => println!(
+            "{label:<15} {ratio:.2} (p99 {} under {under}, {} alone)",
+            fmt_us(u.p99),
+            fmt_us(a.p99)
+        ),
+        _ => println!("{label:<15} (no latencies in a phase)"),
+    }
+    ratio
+}

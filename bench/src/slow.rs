@@ -26,12 +26,11 @@ use tokio::{
 };
 
 use crate::Load;
-use crate::mixed::{DEFAULT_RATE, p99_ratio};
+use crate::mixed::DEFAULT_RATE;
 use crate::report;
 use crate::run::{self, Mode};
 use crate::scenario::{self, Scenario};
 use crate::schedule::Schedule;
-use crate::stats::fmt_us;
 
 /// A head that never ends: the request line and a header cut short.
 const PARTIAL_HEAD: &[u8] = b"GET /healthz HTTP/1.1\r\nHost: bench\r\nX-Slow: ";
@@ -135,18 +134,12 @@ pub async fn bench(load: &Load) -> Result<bool> {
         holders.failed.load(Ordering::Relaxed)
     );
     println!("== verify p99 under slow clients / alone");
-    match (
-        p99_ratio(alone_fig.latency, under_fig.latency),
+    report::p99_change(
+        "ratio",
         alone_fig.latency,
         under_fig.latency,
-    ) {
-        (Some(ratio), Some(a), Some(u)) => println!(
-            "ratio           {ratio:.2} (p99 {} under slow clients, {} alone)",
-            fmt_us(u.p99),
-            fmt_us(a.p99)
-        ),
-        _ => println!("ratio           (no latencies in a phase)"),
-    }
+        "slow clients",
+    );
     let verdicts = [
         report::acceptable("verify (alone)", &alone.tally, load.max_fail_pct),
         report::acceptable(
