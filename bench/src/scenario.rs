@@ -152,6 +152,9 @@ struct Setup {
 }
 
 impl Setup {
+    /// One setup request; a 429 (the server's fair share of hashing for
+    /// one address, or a limit) is retried after its `Retry-After`, since
+    /// setup is not measured.
     async fn call(
         &self,
         method: Method,
@@ -159,6 +162,26 @@ impl Setup {
         bearer: Option<&str>,
         body: Option<Value>,
     ) -> Result<Vec<u8>> {
+        const TRIES: u32 = 30;
+        for _ in 1..TRIES {
+            match self.call_once(&method, path, bearer, body.as_ref()).await? {
+                Answer::Ok(bytes) => return Ok(bytes),
+                Answer::Retry(after) => tokio::time::sleep(after).await,
+            }
+        }
+        match self.call_once(&method, path, bearer, body.as_ref()).await? {
+            Answer::Ok(bytes) => Ok(bytes),
+            Answer::Retry(_) => bail!("{method} {path}: still 429 after {TRIES} tries"),
+        }
+    }
+
+    async fn call_once(
+        &self,
+        method: &Method,
+        path: &str,
+        bearer: Option<&str>,
+        body: Option<&Value>,
+    ) -> Result<Answer> {
         let mut req = forwarded(
             self.client
                 .request(method.clone(), format!("{}{path}", self.base)),
@@ -168,24 +191,34 @@ impl Setup {
             req = req.bearer_auth(t);
         }
         if let Some(b) = body {
-            req = req.json(&b);
+            req = req.json(b);
         }
         let resp = req
             .send()
             .await
             .with_context(|| format!("{method} {path}: no answer"))?;
         let status = resp.status();
+        let retry_after = resp
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
         let bytes = resp
             .bytes()
             .await
             .with_context(|| format!("{method} {path}: reading answer"))?;
+        if status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+            if let Some(secs) = retry_after {
+                return Ok(Answer::Retry(Duration::from_secs(secs.max(1))));
+            }
+        }
         if !status.is_success() {
             bail!(
                 "{method} {path}: {status}: {}",
                 String::from_utf8_lossy(&bytes)
             );
         }
-        Ok(bytes.to_vec())
+        Ok(Answer::Ok(bytes.to_vec()))
     }
 
     async fn register(&self) -> Result<Account> {
@@ -214,6 +247,12 @@ impl Setup {
         tokens_of(&body)
             .ok_or_else(|| anyhow!("POST /auth/login: no access_token/refresh_token in answer"))
     }
+}
+
+/// A setup request's answer: the body, or wait and send it again.
+enum Answer {
+    Ok(Vec<u8>),
+    Retry(Duration),
 }
 
 fn login_body(a: &Account) -> Value {
