@@ -207,10 +207,10 @@ impl Setup {
             .bytes()
             .await
             .with_context(|| format!("{method} {path}: reading answer"))?;
-        if status == reqwest::StatusCode::TOO_MANY_REQUESTS {
-            if let Some(secs) = retry_after {
-                return Ok(Answer::Retry(Duration::from_secs(secs.max(1))));
-            }
+        if status == reqwest::StatusCode::TOO_MANY_REQUESTS
+            && let Some(secs) = retry_after
+        {
+            return Ok(Answer::Retry(Duration::from_secs(secs.max(1))));
         }
         if !status.is_success() {
             bail!(
