@@ -16,19 +16,11 @@ use crate::report;
 use crate::run::{self, Mode};
 use crate::scenario::{self, Scenario};
 use crate::schedule::Schedule;
-use crate::stats::Summary;
 
 /// Verify's `--rate` when none is given.
 pub const DEFAULT_RATE: f64 = 2000.0;
 /// Verify's p99 under the storm should stay within this factor of alone.
 pub const TARGET_RATIO: f64 = 3.0;
-
-/// p99 under the storm over p99 alone; `None` unless both phases have
-/// latencies (and alone is above 0 µs).
-pub fn p99_ratio(alone: Option<Summary>, storm: Option<Summary>) -> Option<f64> {
-    let (alone, storm) = (alone?, storm?);
-    (alone.p99 > 0).then(|| f64::from(storm.p99) / f64::from(alone.p99))
-}
 
 /// `Ok(false)` when either stream of either phase failed too often.
 pub async fn bench(load: &Load) -> Result<bool> {
@@ -107,32 +99,4 @@ pub async fn bench(load: &Load) -> Result<bool> {
         report::acceptable("login storm", &logins.tally, load.max_fail_pct),
     ];
     Ok(verdicts.iter().all(|ok| *ok))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn p99(us: u32) -> Option<Summary> {
-        Some(Summary {
-            p50: us / 2,
-            p99: us,
-            p999: us,
-            max: us,
-        })
-    }
-
-    #[test]
-    fn ratio_of_p99s() {
-        let r = p99_ratio(p99(2000), p99(5000)).unwrap();
-        assert!((r - 2.5).abs() < 1e-9);
-        assert!(p99_ratio(p99(1000), p99(500)).unwrap() < 1.0);
-    }
-
-    #[test]
-    fn no_ratio_without_both_phases() {
-        assert_eq!(p99_ratio(None, p99(5)), None);
-        assert_eq!(p99_ratio(p99(5), None), None);
-        assert_eq!(p99_ratio(p99(0), p99(5)), None);
-    }
 }

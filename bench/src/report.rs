@@ -92,7 +92,7 @@ pub fn p99_change(
     loaded: Option<Summary>,
     under: &str,
 ) -> Option<f64> {
-    let ratio = crate::mixed::p99_ratio(alone, loaded);
+    let ratio = p99_ratio(alone, loaded);
     match (ratio, alone, loaded) {
         (Some(ratio), Some(a), Some(u)) => println!(
             "{label:<15} {ratio:.2} (p99 {} under {under}, {} alone)",
@@ -102,4 +102,39 @@ pub fn p99_change(
         _ => println!("{label:<15} (no latencies in a phase)"),
     }
     ratio
+}
+
+/// p99 under a load over p99 alone; `None` unless both phases have
+/// latencies (and alone is above 0 µs).
+pub fn p99_ratio(alone: Option<Summary>, loaded: Option<Summary>) -> Option<f64> {
+    let (alone, loaded) = (alone?, loaded?);
+    (alone.p99 > 0).then(|| f64::from(loaded.p99) / f64::from(alone.p99))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p99(us: u32) -> Option<Summary> {
+        Some(Summary {
+            p50: us / 2,
+            p99: us,
+            p999: us,
+            max: us,
+        })
+    }
+
+    #[test]
+    fn ratio_of_p99s() {
+        let r = p99_ratio(p99(2000), p99(5000)).unwrap();
+        assert!((r - 2.5).abs() < 1e-9);
+        assert!(p99_ratio(p99(1000), p99(500)).unwrap() < 1.0);
+    }
+
+    #[test]
+    fn no_ratio_without_both_phases() {
+        assert_eq!(p99_ratio(None, p99(5)), None);
+        assert_eq!(p99_ratio(p99(5), None), None);
+        assert_eq!(p99_ratio(p99(0), p99(5)), None);
+    }
 }
