@@ -17,7 +17,7 @@
 //! | `tessera_rate_limited_total` | counter | `limit` (`RateLimit`) |
 //! | `tessera_connections_closed_slow_total` | counter | `reason` (`SlowClose`) |
 //! | `tessera_connections_open` | gauge | |
-//! | `tessera_connections_cap_reached_total`, `tessera_accept_backoffs_total` | counter | |
+//! | `tessera_connections_cap_reached_total`, `tessera_connections_over_address_share_total`, `tessera_accept_backoffs_total` | counter | |
 //!
 //! Every label value comes from a closed set (the enums below, route
 //! templates, known methods), so no client can grow the number of series.
@@ -603,6 +603,7 @@ struct ConnectionMetrics {
     slow_closes: Counts<{ SlowClose::ALL.len() }>,
     open: AtomicU64,
     cap_waits: AtomicU64,
+    over_address_share: AtomicU64,
     accept_backoffs: AtomicU64,
 }
 
@@ -612,6 +613,7 @@ fn connection_metrics() -> &'static ConnectionMetrics {
         slow_closes: Counts::new(),
         open: AtomicU64::new(0),
         cap_waits: AtomicU64::new(0),
+        over_address_share: AtomicU64::new(0),
         accept_backoffs: AtomicU64::new(0),
     })
 }
@@ -649,6 +651,14 @@ pub fn connection_cap_reached() {
         .fetch_add(1, Ordering::Relaxed);
 }
 
+/// A connection from an address already holding its share of
+/// `TESSERA_MAX_CONNECTIONS` was closed at once.
+pub fn connection_over_address_share() {
+    connection_metrics()
+        .over_address_share
+        .fetch_add(1, Ordering::Relaxed);
+}
+
 /// `accept()` failed (EMFILE and the like) and the loop paused.
 pub fn accept_backoff() {
     connection_metrics()
@@ -681,6 +691,12 @@ fn render_connections(out: &mut String) {
             "counter",
             "Times accepting paused at TESSERA_MAX_CONNECTIONS.",
             &m.cap_waits,
+        ),
+        (
+            "tessera_connections_over_address_share_total",
+            "counter",
+            "Connections closed at once: their address held a quarter of TESSERA_MAX_CONNECTIONS.",
+            &m.over_address_share,
         ),
         (
             "tessera_accept_backoffs_total",
@@ -730,6 +746,7 @@ mod tests {
             r#"tessera_connections_closed_slow_total{reason="h2_ping"} "#,
             "tessera_connections_open ",
             "tessera_connections_cap_reached_total ",
+            "tessera_connections_over_address_share_total ",
             "tessera_accept_backoffs_total ",
         ] {
             assert!(text.contains(series), "{series} missing from\n{text}");

@@ -9,9 +9,11 @@
 //! failed accept at once (EMFILE spins a core).
 
 use std::{
+    collections::HashMap,
     convert::Infallible,
     future::Future,
     io,
+    net::IpAddr,
     pin::Pin,
     sync::{
         Arc,
@@ -59,6 +61,11 @@ pub struct Limits {
     /// No request for this long: the connection is closed. Zero: never.
     pub idle_timeout: Duration,
     pub max_connections: u32,
+    /// Connections one peer address (IPv6: its /64) may hold open at once:
+    /// a quarter of `max_connections`, so one address cannot fill the cap.
+    /// `None` behind a gateway (`TESSERA_TRUST_FORWARDED`), whose own
+    /// address every connection has.
+    pub per_address: Option<usize>,
     /// HTTP/2 header list size (HTTP/1.1 heads are bounded by hyper).
     pub http2_max_header_list_size: u32,
 }
@@ -69,6 +76,8 @@ impl Limits {
             header_timeout: config.header_timeout,
             idle_timeout: config.idle_timeout,
             max_connections: config.max_connections.max(1),
+            per_address: (!config.trust_forwarded)
+                .then(|| (config.max_connections as usize / 4).max(1)),
             // HTTP/1.1 heads are capped by hyper (about 408 KB) and by the
             // app (`http::MAX_HEADER_BYTES`, JSON 431); h2c gets the same
             // room so a 100 KB bearer token works there too.
@@ -92,6 +101,7 @@ where
     let builder = Arc::new(builder(&limits));
     let local = listener.local_addr()?;
     let slots = Arc::new(Semaphore::new(limits.max_connections as usize));
+    let per_address = limits.per_address.map(AddressShares::new);
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut backoff = Backoff::default();
     tokio::pin!(shutdown);
@@ -131,6 +141,16 @@ where
                 }
             }
         };
+        // Over its address's share: closed at once (the permit goes back).
+        let share = match per_address.as_ref().map(|s| s.take(peer.ip())) {
+            Some(None) => {
+                metrics::connection_over_address_share();
+                drop(stream);
+                continue;
+            }
+            Some(Some(share)) => Some(share),
+            None => None,
+        };
         let conn = Conn {
             ep: ep.clone(),
             builder: builder.clone(),
@@ -142,7 +162,7 @@ where
         tokio::spawn(async move {
             let _open = metrics::OpenConnection::new();
             conn.run(stream).await;
-            drop(permit);
+            drop((permit, share));
         });
     }
     drop(listener);
@@ -169,6 +189,55 @@ fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
         .keep_alive_interval(ping)
         .keep_alive_timeout(limits.header_timeout);
     b
+}
+
+/// Open connections per peer network (`auth::limits::net_of`), each at
+/// most `max`. Entries with none open are removed.
+struct AddressShares {
+    open: Arc<parking_lot::Mutex<HashMap<IpAddr, usize>>>,
+    max: usize,
+}
+
+/// One connection's place in its address's share, given back on drop.
+struct AddressShare {
+    open: Arc<parking_lot::Mutex<HashMap<IpAddr, usize>>>,
+    net: IpAddr,
+}
+
+impl AddressShares {
+    fn new(max: usize) -> Self {
+        Self {
+            open: Arc::default(),
+            max,
+        }
+    }
+
+    /// A place for one more connection of `ip`, or `None` at its share.
+    fn take(&self, ip: IpAddr) -> Option<AddressShare> {
+        let net = crate::auth::limits::net_of(ip);
+        let mut open = self.open.lock();
+        let n = open.entry(net).or_insert(0);
+        if *n >= self.max {
+            return None;
+        }
+        *n += 1;
+        Some(AddressShare {
+            open: Arc::clone(&self.open),
+            net,
+        })
+    }
+}
+
+impl Drop for AddressShare {
+    fn drop(&mut self) {
+        let mut open = self.open.lock();
+        if let Some(n) = open.get_mut(&self.net) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                open.remove(&self.net);
+            }
+        }
+    }
 }
 
 /// Accept errors that concern one connection, not the listener.
@@ -702,8 +771,30 @@ mod tests {
             header_timeout: S * header as u32,
             idle_timeout: S * idle as u32,
             max_connections: 10,
+            per_address: None,
             http2_max_header_list_size: 1 << 16,
         }
+    }
+
+    #[test]
+    fn an_address_holds_at_most_its_share_of_connections() {
+        let shares = AddressShares::new(2);
+        let a: IpAddr = "198.51.100.7".parse().unwrap();
+        let a6: IpAddr = "::ffff:198.51.100.7".parse().unwrap();
+        let first = shares.take(a).expect("1st");
+        let second = shares.take(a6).expect("2nd (IPv4-mapped: the same)");
+        assert!(shares.take(a).is_none(), "3rd over the share");
+        // Another address, and IPv6 per /64.
+        let b: IpAddr = "2001:db8:1:2::1".parse().unwrap();
+        let b2: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
+        let _b = shares.take(b).expect("other address");
+        let _b2 = shares.take(b2).expect("same /64, 2nd");
+        assert!(shares.take(b).is_none(), "the /64 is one address");
+        // A closed connection gives its place back; an empty entry goes.
+        drop(first);
+        let again = shares.take(a).expect("place given back");
+        drop((second, again));
+        assert!(!shares.open.lock().contains_key(&a));
     }
 
     #[test]

@@ -77,11 +77,15 @@ pub fn account_key(user_id: Option<Uuid>, kind: &str, identifier: &str) -> Limit
 /// smallest network normally given to one subscriber, so an attacker cannot
 /// get a fresh counter by rotating through their own /64.
 pub fn client_net(client_ip: &str) -> Option<IpAddr> {
-    let ip: IpAddr = client_ip.trim().parse().ok()?;
-    Some(match ip.to_canonical() {
+    client_ip.trim().parse().ok().map(net_of)
+}
+
+/// `client_net` of a parsed address.
+pub fn net_of(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
         IpAddr::V6(v6) => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & !((1u128 << 64) - 1))),
         v4 => v4,
-    })
+    }
 }
 
 /// The IP counter for a client address (see `client_net`).

@@ -342,6 +342,9 @@ async fn beyond_max_connections_new_ones_wait_until_one_closes() {
     let app = spawn_app_with(Backend::SqliteMemory, |c| {
         c.max_connections = 5;
         c.header_timeout = Duration::from_secs(30);
+        // As behind a gateway: no per-address share, so one test address
+        // can reach the cap.
+        c.trust_forwarded = true;
     })
     .await;
     let before = metric(
@@ -385,6 +388,76 @@ async fn beyond_max_connections_new_ones_wait_until_one_closes() {
         "tessera_connections_cap_reached_total",
     );
     assert!(after > before, "the cap was counted");
+}
+
+/// A raw connection from `source` (a loopback address of its own).
+async fn connect_from(app: &TestApp, source: &str) -> TcpStream {
+    let addr: std::net::SocketAddr = app
+        .address
+        .trim_start_matches("http://")
+        .parse()
+        .expect("app address");
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .bind(format!("{source}:0").parse().expect("source"))
+        .expect("bind the source address");
+    socket.connect(addr).await.expect("connect")
+}
+
+/// `GET /healthz` on a fresh connection from `source`: the status line.
+async fn healthz_from(app: &TestApp, source: &str) -> String {
+    let mut s = connect_from(app, source).await;
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("write");
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut answer)).await;
+    String::from_utf8_lossy(&answer)
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_owned()
+}
+
+/// Without a gateway in front, one address holds at most a quarter of
+/// `TESSERA_MAX_CONNECTIONS`: beyond it its new connections are closed at
+/// once, while other addresses are served; closing one gives the place back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_address_holds_at_most_a_quarter_of_the_connections() {
+    let app = spawn_app_with(Backend::SqliteMemory, |c| {
+        c.max_connections = 8;
+        c.header_timeout = Duration::from_secs(30);
+    })
+    .await;
+    let before = metric(
+        &metrics(&app).await,
+        "tessera_connections_over_address_share_total",
+    );
+    // The share of 8 is 2: two silent connections from 127.0.0.3 hold it.
+    let mut held = vec![
+        connect_from(&app, "127.0.0.3").await,
+        connect_from(&app, "127.0.0.3").await,
+    ];
+    let mut third = connect_from(&app, "127.0.0.3").await;
+    assert!(
+        closed_within(&mut third, Duration::from_secs(3))
+            .await
+            .is_some(),
+        "a third connection of one address was kept"
+    );
+    assert_eq!(healthz_from(&app, "127.0.0.3").await, "");
+    // Another address is served meanwhile.
+    assert_eq!(healthz_from(&app, "127.0.0.4").await, "HTTP/1.1 200 OK");
+    let after = metric(
+        &metrics(&app).await,
+        "tessera_connections_over_address_share_total",
+    );
+    assert!(after >= before + 2, "refusals counted: {before} -> {after}");
+    // One closed: the address may connect again.
+    drop(held.pop());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(healthz_from(&app, "127.0.0.3").await, "HTTP/1.1 200 OK");
+    drop(held);
 }
 
 /// CPU time (user + system) of process `pid`, from /proc/<pid>/stat.
