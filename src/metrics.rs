@@ -363,9 +363,9 @@ impl PoolStats {
     /// Both of SQLite's pools (writer and readers) as one.
     pub fn plus(self, other: Self) -> Self {
         Self {
-            size: self.size + other.size,
-            idle: self.idle + other.idle,
-            max: self.max + other.max,
+            size: self.size.saturating_add(other.size),
+            idle: self.idle.saturating_add(other.idle),
+            max: self.max.saturating_add(other.max),
         }
     }
 }
@@ -376,9 +376,13 @@ impl PoolStats {
 pub fn pool_stats(db: &sea_orm::DatabaseConnection) -> Option<PoolStats> {
     use sea_orm::DatabaseConnectionType as T;
     fn stats<DB: sea_orm::sqlx::Database>(pool: &sea_orm::sqlx::Pool<DB>) -> PoolStats {
+        // sqlx counts idle connections apart from the size, and a sample
+        // taken while a connection changes hands can read an idle count
+        // that wrapped below zero (usize::MAX): never more idle than open.
+        let size = pool.size();
         PoolStats {
-            size: pool.size(),
-            idle: u32::try_from(pool.num_idle()).unwrap_or(u32::MAX),
+            size,
+            idle: u32::try_from(pool.num_idle()).unwrap_or(u32::MAX).min(size),
             max: pool.options().get_max_connections(),
         }
     }
@@ -752,6 +756,22 @@ mod tests {
             assert!(text.contains(series), "{series} missing from\n{text}");
         }
         assert!(!render().contains("tessera_db_pool_size"));
+    }
+
+    #[test]
+    fn pool_sums_saturate() {
+        // A wrapped idle count once made /metrics panic (overflow in plus).
+        let odd = PoolStats {
+            size: 1,
+            idle: u32::MAX,
+            max: 1,
+        };
+        let sum = odd.plus(PoolStats {
+            size: 4,
+            idle: 2,
+            max: 4,
+        });
+        assert_eq!((sum.size, sum.idle, sum.max), (5, u32::MAX, 5));
     }
 
     #[test]
