@@ -76,8 +76,9 @@ impl Limits {
             header_timeout: config.header_timeout,
             idle_timeout: config.idle_timeout,
             max_connections: config.max_connections.max(1),
+            // The same share as password hashing's (API.md).
             per_address: (!config.trust_forwarded)
-                .then(|| (config.max_connections as usize / 4).max(1)),
+                .then(|| crate::auth::fair_share::quarter(config.max_connections as usize)),
             // HTTP/1.1 heads are capped by hyper (about 408 KB) and by the
             // app (`http::MAX_HEADER_BYTES`, JSON 431); h2c gets the same
             // room so a 100 KB bearer token works there too.

@@ -260,18 +260,21 @@ impl KeyRing {
     }
 }
 
-/// Whether the token's JOSE header has a `crit` member at all.
+/// Whether the token's JOSE header has a `crit` member at all. Parsed only
+/// when the text could name one (`crit`, or an escape that could spell it):
+/// every request's verify passes here, and our own headers have neither.
 fn header_names_crit(token: &str) -> bool {
     let Some(encoded) = token.split('.').next() else {
         return false;
     };
-    URL_SAFE_NO_PAD
-        .decode(encoded)
-        .ok()
-        .and_then(|json| {
-            serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&json).ok()
-        })
-        .is_some_and(|h| h.contains_key("crit"))
+    let Ok(json) = URL_SAFE_NO_PAD.decode(encoded) else {
+        return false;
+    };
+    if !json.contains(&b'\\') && !json.windows(4).any(|w| w == b"crit") {
+        return false;
+    }
+    serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&json)
+        .is_ok_and(|h| h.contains_key("crit"))
 }
 
 struct RingBuilder {
@@ -462,6 +465,19 @@ mod eddsa_tests {
                 "crit {crit}"
             );
         }
+    }
+
+    #[test]
+    fn crit_is_found_however_spelled() {
+        let token = |header: &str| format!("{}.e30.sig", URL_SAFE_NO_PAD.encode(header));
+        assert!(header_names_crit(&token(r#"{"alg":"HS256","crit":null}"#)));
+        assert!(header_names_crit(&token(
+            r#"{"alg":"HS256","\u0063rit":null}"#
+        )));
+        assert!(!header_names_crit(&token(
+            r#"{"alg":"HS256","kid":"critical"}"#
+        )));
+        assert!(!header_names_crit(&token(r#"{"alg":"HS256","typ":"JWT"}"#)));
     }
 
     /// `header.claims.signature`, HMAC-SHA256 under `secret`.
