@@ -70,18 +70,14 @@ pub async fn bench(load: &Load) -> Result<bool> {
     );
 
     let mut alone = run::run(bystander.clone(), Mode::Open(schedule), d).await;
-    println!("== bystander logins alone (phase 1)");
-    let alone_fig = report::stream(&mut alone);
-    report::behind_schedule(&alone, d, rate);
-
-    let start = run::start_soon();
-    let (mut under, mut flooded) = tokio::join!(
-        run::run_from(bystander, Mode::Open(schedule), start, d),
-        run::run_from(flood, Mode::Closed, start, d),
+    let alone_fig = report::phase("bystander logins alone (phase 1)", &mut alone, d, rate);
+    let (mut under, mut flooded) = run::beside(bystander, schedule, flood, d).await;
+    let under_fig = report::phase(
+        "bystander logins under the flood (phase 2)",
+        &mut under,
+        d,
+        rate,
     );
-    println!("== bystander logins under the flood (phase 2)");
-    let under_fig = report::stream(&mut under);
-    report::behind_schedule(&under, d, rate);
     println!("== flood (phase 2)");
     report::stream(&mut flooded);
 

@@ -66,18 +66,9 @@ pub async fn bench(load: &Load) -> Result<bool> {
     // Clones share each connection's client, so phase 2 reuses phase 1's
     // keep-alive connections.
     let mut alone = run::run(verify.clone(), Mode::Open(schedule), d).await;
-    println!("== verify alone (phase 1)");
-    let alone_fig = report::stream(&mut alone);
-    report::behind_schedule(&alone, d, rate);
-
-    let start = run::start_soon();
-    let (mut under, mut logins) = tokio::join!(
-        run::run_from(verify, Mode::Open(schedule), start, d),
-        run::run_from(storm, Mode::Closed, start, d),
-    );
-    println!("== verify under login storm (phase 2)");
-    let under_fig = report::stream(&mut under);
-    report::behind_schedule(&under, d, rate);
+    let alone_fig = report::phase("verify alone (phase 1)", &mut alone, d, rate);
+    let (mut under, mut logins) = run::beside(verify, schedule, storm, d).await;
+    let under_fig = report::phase("verify under login storm (phase 2)", &mut under, d, rate);
     println!("== login storm (phase 2)");
     report::stream(&mut logins);
 

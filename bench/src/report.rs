@@ -56,6 +56,15 @@ pub fn stream(r: &mut Report) -> Figures {
     Figures { rps, latency }
 }
 
+/// One phase of a two-phase run: its title, its figures and whether it
+/// kept to the schedule of `rate` over `duration`.
+pub fn phase(title: &str, r: &mut Report, duration: Duration, rate: f64) -> Figures {
+    println!("== {title}");
+    let figures = stream(r);
+    behind_schedule(r, duration, rate);
+    figures
+}
+
 /// The open-loop line after a stream that overran its schedule by more
 /// than 10 %.
 pub fn behind_schedule(r: &Report, duration: Duration, rate: f64) {

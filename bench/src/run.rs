@@ -95,3 +95,18 @@ pub async fn run_from(
         restarts,
     }
 }
+
+/// Phase 2 of the two-phase scenarios: `probe` on `schedule` while `load`
+/// runs closed loop beside it, both from one start, for `duration`.
+pub async fn beside(
+    probe: Vec<Worker>,
+    schedule: Schedule,
+    load: Vec<Worker>,
+    duration: Duration,
+) -> (Report, Report) {
+    let start = start_soon();
+    tokio::join!(
+        run_from(probe, Mode::Open(schedule), start, duration),
+        run_from(load, Mode::Closed, start, duration),
+    )
+}

@@ -108,9 +108,7 @@ pub async fn bench(load: &Load) -> Result<bool> {
     );
 
     let mut alone = run::run(verify.clone(), Mode::Open(schedule), d).await;
-    println!("== verify alone (phase 1)");
-    let alone_fig = report::stream(&mut alone);
-    report::behind_schedule(&alone, d, rate);
+    let alone_fig = report::phase("verify alone (phase 1)", &mut alone, d, rate);
 
     let holders = Arc::new(Holders::default());
     let end = Instant::now() + d + Duration::from_secs(1);
@@ -123,9 +121,7 @@ pub async fn bench(load: &Load) -> Result<bool> {
     for t in slow {
         let _ = t.await;
     }
-    println!("== verify under slow clients (phase 2)");
-    let under_fig = report::stream(&mut under);
-    report::behind_schedule(&under, d, rate);
+    let under_fig = report::phase("verify under slow clients (phase 2)", &mut under, d, rate);
     println!("== slow connections (phase 2)");
     println!(
         "partial heads   {} sent, {} closed by the server, {} connects failed",
