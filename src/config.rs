@@ -25,6 +25,17 @@ pub enum LogFormat {
     Json,
 }
 
+/// `TESSERA_EMAIL_VERIFICATION` (API.md "Email").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum EmailVerification {
+    /// No verification mail; address changes apply at once.
+    Off,
+    /// Verification mails are sent; unverified accounts can log in.
+    Optional,
+    /// A login of an unverified account is 403 `EmailNotVerified`.
+    Required,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Environment {
     Development,
@@ -218,6 +229,64 @@ pub struct Config {
 
     #[arg(long = "env", env = "TESSERA_ENV", default_value = "development")]
     pub env: Environment,
+
+    /// The service's own origin, for links in mail; default `http://` + bind.
+    #[arg(long = "public-url", env = "TESSERA_PUBLIC_URL")]
+    pub public_url: Option<String>,
+
+    /// `smtp://[user:pass@]host:port` (`?tls=required` for STARTTLS),
+    /// `smtps://...` (implicit TLS), or `log`; unset: mail goes to the log.
+    #[arg(long = "smtp-url", env = "TESSERA_SMTP_URL", value_parser = parse_secret, hide_env_values = true)]
+    pub smtp_url: Option<SecretString>,
+
+    /// The From of every mail; its display name names the service in mails.
+    #[arg(
+        long = "mail-from",
+        env = "TESSERA_MAIL_FROM",
+        default_value = "Tessera <no-reply@localhost>"
+    )]
+    pub mail_from: String,
+
+    /// Links go to `{base}/reset-password#token=...` (an app's own pages)
+    /// instead of Tessera's `/account/...` pages.
+    #[arg(long = "link-base-url", env = "TESSERA_LINK_BASE_URL")]
+    pub link_base_url: Option<String>,
+
+    #[arg(
+        long = "email-verification",
+        env = "TESSERA_EMAIL_VERIFICATION",
+        default_value = "optional"
+    )]
+    pub email_verification: EmailVerification,
+
+    /// Lifetime of a password-reset link.
+    #[arg(long = "reset-ttl", env = "TESSERA_RESET_TTL", default_value = "1h", value_parser = parse_duration)]
+    pub reset_ttl: Duration,
+
+    /// Lifetime of a verification (or address-change) link.
+    #[arg(long = "verify-ttl", env = "TESSERA_VERIFY_TTL", default_value = "24h", value_parser = parse_duration)]
+    pub verify_ttl: Duration,
+
+    /// Mails (reset, verification) per recipient address per hour (0 = no limit).
+    #[arg(
+        long = "mail-per-address",
+        env = "TESSERA_MAIL_PER_ADDRESS",
+        default_value_t = 3
+    )]
+    pub mail_per_address: u32,
+
+    /// Mail requests per client IP per hour (0 = no limit).
+    #[arg(
+        long = "mail-per-ip",
+        env = "TESSERA_MAIL_PER_IP",
+        default_value_t = 30
+    )]
+    pub mail_per_ip: u32,
+
+    /// Server key of data at rest (one-time link tokens; TOTP secrets);
+    /// unset: derived from the signing secret.
+    #[arg(long = "data-key", env = "TESSERA_DATA_KEY", value_parser = parse_secret, hide_env_values = true)]
+    pub data_key: Option<SecretString>,
 }
 
 impl Config {
@@ -277,6 +346,17 @@ impl std::fmt::Debug for Config {
             .field("refresh_ttl", &self.refresh_ttl)
             .field("refresh_reuse_grace", &self.refresh_reuse_grace)
             .field("env", &self.env)
+            .field("public_url", &self.public_url)
+            .field(
+                "smtp_url",
+                &self
+                    .smtp_url
+                    .as_ref()
+                    .map(|u| redact_url(u.expose_secret())),
+            )
+            .field("mail_from", &self.mail_from)
+            .field("email_verification", &self.email_verification)
+            .field("data_key", &self.data_key.as_ref().map(|_| "[redacted]"))
             .finish_non_exhaustive()
     }
 }
@@ -381,7 +461,38 @@ impl Config {
                 ));
             }
         }
+        if let Err(e) = crate::mail::Address::parse(&self.mail_from) {
+            problems.push(format!("TESSERA_MAIL_FROM: {e}"));
+        }
+        if let Some(url) = &self.smtp_url
+            && let Err(e) = crate::mail::Delivery::check_url(url.expose_secret())
+        {
+            problems.push(format!("TESSERA_SMTP_URL: {e}"));
+        }
+        for (name, url) in [
+            ("TESSERA_PUBLIC_URL", &self.public_url),
+            ("TESSERA_LINK_BASE_URL", &self.link_base_url),
+        ] {
+            if let Some(u) = url
+                && !(u.starts_with("http://") || u.starts_with("https://"))
+            {
+                problems.push(format!("{name}: {u:?} is not an http:// or https:// URL"));
+            }
+        }
+        if let Some(key) = &self.data_key
+            && key.expose_secret().len() < min
+        {
+            problems.push(format!(
+                "TESSERA_DATA_KEY is shorter than {min} bytes (generate one with `openssl rand -hex 32`)"
+            ));
+        }
         if self.env == Environment::Production {
+            if self.smtp_url.is_none() {
+                problems.push(
+                    "TESSERA_SMTP_URL is not set: production needs a mail server for recovery and verification mails (or `log` to keep writing them to the log)"
+                        .into(),
+                );
+            }
             if self.jwt_secret.is_none() && self.jwt_ed25519_key_file.is_none() {
                 problems.push(
                     "TESSERA_JWT_SECRET is not set (nor TESSERA_JWT_ED25519_KEY_FILE): production needs a fixed signing key shared by all replicas, not a random per-process secret"

@@ -19,6 +19,7 @@ use serde::Serialize;
 #[oai(rename_all = "PascalCase")]
 pub enum ErrorCode {
     BadRequest,
+    LinkInvalid,
     TokenMissing,
     TokenInvalid,
     TokenExpired,
@@ -28,6 +29,7 @@ pub enum ErrorCode {
     InvalidCredentials,
     AdminRequired,
     UserBlocked,
+    EmailNotVerified,
     NotFound,
     MethodNotAllowed,
     Conflict,
@@ -58,6 +60,8 @@ pub struct ErrorBody {
 pub enum ApiError {
     #[error("{0}")]
     BadRequest(String),
+    #[error("This link is invalid, used, expired or replaced by a newer one; ask for a new one.")]
+    LinkInvalid,
     #[error("An access token is required: send `Authorization: Bearer <token>`.")]
     TokenMissing,
     #[error("The token is malformed, has a bad signature or is not valid here.")]
@@ -76,6 +80,10 @@ pub enum ApiError {
     AdminRequired,
     #[error("This account is blocked.")]
     UserBlocked,
+    #[error(
+        "Verify your email address first: follow the link in the mail we sent (or ask for a new one)."
+    )]
+    EmailNotVerified,
     #[error("{0}")]
     NotFound(String),
     #[error("This method is not allowed on this route.")]
@@ -121,6 +129,7 @@ impl ApiError {
         use ApiError::*;
         match self {
             BadRequest(_) => ErrorCode::BadRequest,
+            LinkInvalid => ErrorCode::LinkInvalid,
             TokenMissing => ErrorCode::TokenMissing,
             TokenInvalid => ErrorCode::TokenInvalid,
             TokenExpired => ErrorCode::TokenExpired,
@@ -130,6 +139,7 @@ impl ApiError {
             InvalidCredentials => ErrorCode::InvalidCredentials,
             AdminRequired => ErrorCode::AdminRequired,
             UserBlocked => ErrorCode::UserBlocked,
+            EmailNotVerified => ErrorCode::EmailNotVerified,
             NotFound(_) => ErrorCode::NotFound,
             MethodNotAllowed { .. } => ErrorCode::MethodNotAllowed,
             Conflict(_) => ErrorCode::Conflict,
@@ -145,10 +155,10 @@ impl ApiError {
     pub fn status_code(&self) -> StatusCode {
         use ApiError::*;
         match self {
-            BadRequest(_) => StatusCode::BAD_REQUEST,
+            BadRequest(_) | LinkInvalid => StatusCode::BAD_REQUEST,
             TokenMissing | TokenInvalid | TokenExpired | TokenRevoked | TokenReused
             | FreshTokenNeeded | InvalidCredentials => StatusCode::UNAUTHORIZED,
-            AdminRequired | UserBlocked => StatusCode::FORBIDDEN,
+            AdminRequired | UserBlocked | EmailNotVerified => StatusCode::FORBIDDEN,
             NotFound(_) => StatusCode::NOT_FOUND,
             MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Conflict(_) => StatusCode::CONFLICT,

@@ -9,6 +9,7 @@ pub mod config;
 pub mod employees;
 pub mod error;
 pub mod http;
+pub mod mail;
 pub mod metrics;
 pub mod money;
 pub mod paging;

@@ -585,6 +585,7 @@ pub fn render_with_pool(pool: Option<PoolStats>) -> String {
     let mut out = render();
     render_pool(&mut out, pool);
     render_connections(&mut out);
+    render_mail(&mut out);
     out
 }
 
@@ -668,6 +669,95 @@ pub fn accept_backoff() {
     connection_metrics()
         .accept_backoffs
         .fetch_add(1, Ordering::Relaxed);
+}
+
+/// The mail outbox's counters (src/mail): queued, sent, retried, failed,
+/// and the age of the oldest unsent message as last seen by this replica's
+/// sender.
+struct MailMetrics {
+    queued: AtomicU64,
+    sent: AtomicU64,
+    retried: AtomicU64,
+    failed: AtomicU64,
+    oldest_unsent_secs: AtomicU64,
+}
+
+fn mail_metrics() -> &'static MailMetrics {
+    static M: OnceLock<MailMetrics> = OnceLock::new();
+    M.get_or_init(|| MailMetrics {
+        queued: AtomicU64::new(0),
+        sent: AtomicU64::new(0),
+        retried: AtomicU64::new(0),
+        failed: AtomicU64::new(0),
+        oldest_unsent_secs: AtomicU64::new(0),
+    })
+}
+
+/// A mail was written to the outbox.
+pub fn mail_queued() {
+    mail_metrics().queued.fetch_add(1, Ordering::Relaxed);
+}
+
+/// A mail was delivered (accepted by the SMTP server, or logged).
+pub fn mail_sent() {
+    mail_metrics().sent.fetch_add(1, Ordering::Relaxed);
+}
+
+/// A delivery failed for now (server unreachable, 4xx) and will be retried.
+pub fn mail_retried() {
+    mail_metrics().retried.fetch_add(1, Ordering::Relaxed);
+}
+
+/// A delivery was given up (5xx refusal).
+pub fn mail_failed() {
+    mail_metrics().failed.fetch_add(1, Ordering::Relaxed);
+}
+
+/// The age of the oldest unsent mail (0: none), as the sender last saw it.
+pub fn mail_oldest_unsent(age: Duration) {
+    mail_metrics()
+        .oldest_unsent_secs
+        .store(age.as_secs(), Ordering::Relaxed);
+}
+
+fn render_mail(out: &mut String) {
+    let m = mail_metrics();
+    let singles = [
+        (
+            "tessera_mail_queued_total",
+            "counter",
+            "Mails written to the outbox by this replica.",
+            &m.queued,
+        ),
+        (
+            "tessera_mail_sent_total",
+            "counter",
+            "Mails delivered by this replica's sender.",
+            &m.sent,
+        ),
+        (
+            "tessera_mail_retried_total",
+            "counter",
+            "Deliveries that failed for now (server unreachable or 4xx) and are retried.",
+            &m.retried,
+        ),
+        (
+            "tessera_mail_failed_total",
+            "counter",
+            "Deliveries given up (a permanent 5xx refusal).",
+            &m.failed,
+        ),
+        (
+            "tessera_mail_oldest_unsent_seconds",
+            "gauge",
+            "Age of the oldest unsent mail in the outbox (0: none), as last seen by this replica.",
+            &m.oldest_unsent_secs,
+        ),
+    ];
+    for (name, kind, help, v) in singles {
+        family(out, name, kind, help);
+        let _ = writeln!(out, "{name} {}", v.load(Ordering::Relaxed));
+    }
 }
 
 fn render_connections(out: &mut String) {

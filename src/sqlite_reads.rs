@@ -57,7 +57,7 @@ pub fn file_of(url: &str) -> anyhow::Result<Option<std::path::PathBuf>> {
 }
 
 const USER_COLUMNS: &str = "id, username, username_key, email, email_key, password_hash, role, \
-     blocked, security_stamp, created_at, updated_at";
+     blocked, security_stamp, created_at, updated_at, email_verified, pending_email";
 const EMPLOYEE_COLUMNS: &str = "id, name, position, owner_id, created_at, updated_at";
 
 impl SqliteReads {
@@ -182,6 +182,8 @@ fn user_row(r: &Row<'_>) -> rusqlite::Result<user::Model> {
         security_stamp: r.get(8)?,
         created_at: time_at(r, 9)?,
         updated_at: time_at(r, 10)?,
+        email_verified: r.get(11)?,
+        pending_email: r.get(12)?,
     })
 }
 

@@ -45,6 +45,7 @@ pub struct AppState {
     pub tokens: TokenEngine,
     pub passwords: Passwords,
     pub settings: Settings,
+    pub mail: crate::mail::MailSettings,
 }
 
 /// What every pool of ours shares: 5 s to connect and to wait for a
@@ -228,6 +229,22 @@ fn key_ring(config: &Config) -> anyhow::Result<KeyRing> {
     Ok(keys)
 }
 
+/// What one-time link tokens are derived from when `TESSERA_DATA_KEY` is
+/// unset: the HS256 secret, else the Ed25519 key file, else random (links
+/// then die with the process, like its tokens).
+fn link_key_material(config: &Config) -> anyhow::Result<Vec<u8>> {
+    use secrecy::ExposeSecret;
+    if let Some(s) = &config.jwt_secret {
+        return Ok(s.expose_secret().as_bytes().to_vec());
+    }
+    if let Some(path) = &config.jwt_ed25519_key_file {
+        return Ok(read_key_file("TESSERA_JWT_ED25519_KEY_FILE", path)?.into_bytes());
+    }
+    let mut bytes = vec![0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    Ok(bytes)
+}
+
 impl AppState {
     /// For reads that decide nothing: on SQLite they then never queue
     /// behind the one writer. Reads that decide a write use `db`.
@@ -258,6 +275,12 @@ impl AppState {
         }
         // Key files are read before anything connects: a bad key fails fast.
         let keys = key_ring(config)?;
+        let mail = crate::mail::MailSettings::from_config(config, &link_key_material(config)?)?;
+        if matches!(mail.delivery, crate::mail::Delivery::Log) {
+            tracing::warn!(
+                "TESSERA_SMTP_URL is not set (or `log`): mails, with their links, are written to the log instead of being sent"
+            );
+        }
         if config.database_url.starts_with("sqlite:") {
             tracing::warn!(
                 url = %config.database_url,
@@ -322,6 +345,7 @@ impl AppState {
             sqlite_reads,
             tokens,
             passwords,
+            mail,
             settings: Settings {
                 max_body_bytes: config.max_body_bytes,
                 cors_origins: config.cors_origins.clone(),

@@ -20,6 +20,10 @@ pub struct Model {
     /// role, block, logout-all); a login compares it after storing its
     /// session.
     pub security_stamp: i64,
+    /// The mailbox of `email` was proven (a verification or reset link).
+    pub email_verified: bool,
+    /// An address change waiting for its confirmation link.
+    pub pending_email: Option<String>,
     pub created_at: ChronoDateTimeUtc,
     pub updated_at: ChronoDateTimeUtc,
 }

@@ -146,6 +146,8 @@ pub async fn register_as(
         role: Set(role.as_str().to_owned()),
         blocked: Set(false),
         security_stamp: Set(new_stamp(0)),
+        email_verified: Set(role == Role::Admin),
+        pending_email: Set(None),
         created_at: Set(now),
         updated_at: Set(now),
     };

@@ -32,6 +32,11 @@ pub struct User {
     pub id: Uuid,
     pub username: String,
     pub email: String,
+    /// The mailbox of `email` was proven by a verification or reset link.
+    pub email_verified: bool,
+    /// A new address waiting for its confirmation link (null: none).
+    #[oai(nullable)]
+    pub pending_email: Option<String>,
     pub role: Role,
     pub blocked: bool,
     pub created_at: DateTime<Utc>,
@@ -45,6 +50,8 @@ impl From<entity::user::Model> for User {
             id: u.id,
             username: u.username,
             email: u.email,
+            email_verified: u.email_verified,
+            pending_email: u.pending_email,
             blocked: u.blocked,
             created_at: u.created_at,
             updated_at: u.updated_at,

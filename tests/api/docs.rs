@@ -194,6 +194,7 @@ fn endpoints_table_is_the_openapi_document() {
 fn every_api_error() -> Vec<ApiError> {
     let all = vec![
         ApiError::BadRequest(String::new()),
+        ApiError::LinkInvalid,
         ApiError::TokenMissing,
         ApiError::TokenInvalid,
         ApiError::TokenExpired,
@@ -203,6 +204,7 @@ fn every_api_error() -> Vec<ApiError> {
         ApiError::InvalidCredentials,
         ApiError::AdminRequired,
         ApiError::UserBlocked,
+        ApiError::EmailNotVerified,
         ApiError::NotFound(String::new()),
         ApiError::MethodNotAllowed {
             allow: String::new(),
@@ -219,6 +221,7 @@ fn every_api_error() -> Vec<ApiError> {
         // No wildcard: a new variant does not compile until it is listed above.
         match e {
             ApiError::BadRequest(_)
+            | ApiError::LinkInvalid
             | ApiError::TokenMissing
             | ApiError::TokenInvalid
             | ApiError::TokenExpired
@@ -228,6 +231,7 @@ fn every_api_error() -> Vec<ApiError> {
             | ApiError::InvalidCredentials
             | ApiError::AdminRequired
             | ApiError::UserBlocked
+            | ApiError::EmailNotVerified
             | ApiError::NotFound(_)
             | ApiError::MethodNotAllowed { .. }
             | ApiError::Conflict(_)

@@ -382,7 +382,7 @@ crate::both_backends!(
 /// and the younger gets a placeholder no address produces.
 async fn migration_rekeys_existing_emails(url: String) {
     use migration::MigratorTrait;
-    use sea_orm::{ActiveModelTrait, ActiveValue::Set, EntityTrait};
+    use sea_orm::EntityTrait;
 
     let db = sea_orm::Database::connect(url).await.unwrap();
     migration::Migrator::up(&db, Some(3)).await.unwrap();
@@ -397,22 +397,44 @@ async fn migration_rekeys_existing_emails(url: String) {
     for (i, (username, email)) in rows.into_iter().enumerate() {
         let id = uuid::Uuid::now_v7();
         let at = start + chrono::Duration::seconds(i as i64);
-        entity::user::ActiveModel {
-            id: Set(id),
-            username: Set(username.into()),
-            username_key: Set(username.into()),
-            email: Set(email.into()),
-            email_key: Set(email.to_lowercase()),
-            password_hash: Set("x".into()),
-            role: Set("user".into()),
-            blocked: Set(false),
-            security_stamp: Set(0),
-            created_at: Set(at),
-            updated_at: Set(at),
-        }
-        .insert(&db)
-        .await
-        .unwrap();
+        // The columns of migration 3 (the model has grown since).
+        use sea_orm::{
+            ConnectionTrait,
+            sea_query::{Alias, Query},
+        };
+        let insert = Query::insert()
+            .into_table(Alias::new("users"))
+            .columns(
+                [
+                    "id",
+                    "username",
+                    "username_key",
+                    "email",
+                    "email_key",
+                    "password_hash",
+                    "role",
+                    "blocked",
+                    "security_stamp",
+                    "created_at",
+                    "updated_at",
+                ]
+                .map(Alias::new),
+            )
+            .values_panic([
+                id.into(),
+                username.into(),
+                username.into(),
+                email.into(),
+                email.to_lowercase().into(),
+                "x".into(),
+                "user".into(),
+                false.into(),
+                0i64.into(),
+                at.into(),
+                at.into(),
+            ])
+            .to_owned();
+        db.execute(&insert).await.unwrap();
         ids.push(id);
     }
     migration::Migrator::up(&db, None).await.unwrap();

@@ -246,6 +246,7 @@ fn production_config() -> Config {
     c.jwt_secret = Some(SecretString::from(GOOD_SECRET.to_owned()));
     c.database_url = POSTGRES.into();
     c.redis_url = Some(REDIS.into());
+    c.smtp_url = Some(SecretString::from("log".to_owned()));
     c
 }
 
@@ -267,11 +268,12 @@ fn a_correct_production_config_passes_validation() {
     let _ = std::fs::remove_dir_all(&dir);
     assert_eq!(result, Ok(()));
 
-    // The defaults, fine in development, are three problems in production.
+    // The defaults, fine in development, are four problems in production
+    // (no signing key, SQLite's default file, no Redis, no mail choice).
     assert_eq!(Config::defaults().validate(), Ok(()));
     let mut c = Config::defaults();
     c.env = Environment::Production;
-    assert_eq!(c.validate().unwrap_err().len(), 3);
+    assert_eq!(c.validate().unwrap_err().len(), 4);
 }
 
 /// The whole way: a correct production configuration starts and serves.
@@ -287,6 +289,7 @@ async fn production_with_correct_settings_starts() {
             .env("TESSERA_JWT_SECRET", GOOD_SECRET)
             .env("DATABASE_URL", &database)
             .env("REDIS_URL", shared_redis_url())
+            .env("TESSERA_SMTP_URL", "log")
             .env(
                 "TESSERA_REDIS_PREFIX",
                 format!("p{}:", uuid::Uuid::new_v4().simple()),

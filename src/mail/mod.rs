@@ -1,0 +1,137 @@
+//! Mail (API.md "Email"): the durable outbox, written in the transaction of
+//! the change that causes a mail (`outbox`); one-time link tokens, stored
+//! only as hashes and derived again at send time (`links`); and the sender
+//! task every replica runs (`sender`), which renders (`templates`) and
+//! delivers (`transport`: SMTP through lettre, or the log). Nothing on a
+//! request path talks SMTP.
+
+pub mod links;
+pub mod outbox;
+
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::config::{Config, EmailVerification};
+
+pub use links::{LinkKey, Purpose};
+pub use outbox::Kind;
+
+/// A mailbox (`Name <user@host>` or `user@host`), e.g. `TESSERA_MAIL_FROM`.
+#[derive(Debug, Clone)]
+pub struct Address(pub lettre::message::Mailbox);
+
+impl Address {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        s.trim()
+            .parse::<lettre::message::Mailbox>()
+            .map(Address)
+            .map_err(|e| format!("{s:?} is not a mailbox such as `Name <user@host>`: {e}"))
+    }
+
+    /// The display name, or the address when it has none: how mails name
+    /// the service.
+    pub fn display_name(&self) -> String {
+        self.0
+            .name
+            .clone()
+            .filter(|n| !n.trim().is_empty())
+            .unwrap_or_else(|| self.0.email.to_string())
+    }
+}
+
+/// Where mail goes (`TESSERA_SMTP_URL`).
+#[derive(Clone)]
+pub enum Delivery {
+    /// Written to the server log (unset, or `log`): for trying it out.
+    Log,
+    /// An SMTP server (`smtp://`, `smtp://...?tls=required`, `smtps://`).
+    Smtp(SecretString),
+}
+
+impl Delivery {
+    /// Whether `url` is a delivery we understand (`log` or an SMTP URL).
+    pub fn check_url(url: &str) -> Result<(), String> {
+        let url = url.trim();
+        if url == "log" {
+            return Ok(());
+        }
+        if !(url.starts_with("smtp://") || url.starts_with("smtps://")) {
+            return Err("expected smtp://host:port, smtps://host:port or `log`".into());
+        }
+        lettre::AsyncSmtpTransport::<lettre::Tokio1Executor>::from_url(url)
+            .map(|_| ())
+            .map_err(|e| format!("not a usable SMTP URL: {e}"))
+    }
+
+    pub fn from_config(url: Option<&SecretString>) -> Self {
+        match url.map(|u| u.expose_secret().trim().to_owned()) {
+            None => Delivery::Log,
+            Some(u) if u == "log" => Delivery::Log,
+            Some(u) => Delivery::Smtp(SecretString::from(u)),
+        }
+    }
+}
+
+/// The mail settings of `AppState`, read once from the configuration.
+#[derive(Clone)]
+pub struct MailSettings {
+    pub delivery: Delivery,
+    pub from: Address,
+    /// How mails name the service (the display name of `from`).
+    pub service_name: String,
+    /// Links are `{link_base}/reset-password#token=...` and
+    /// `{link_base}/verify-email#token=...`, without a trailing slash.
+    pub link_base: String,
+    pub verification: EmailVerification,
+    pub reset_ttl: Duration,
+    pub verify_ttl: Duration,
+    pub per_address: u32,
+    pub per_ip: u32,
+    pub link_key: LinkKey,
+}
+
+impl MailSettings {
+    /// `signing_secret` is the key material the link key is derived from
+    /// when `TESSERA_DATA_KEY` is unset.
+    pub fn from_config(config: &Config, signing_secret: &[u8]) -> anyhow::Result<Self> {
+        let from = Address::parse(&config.mail_from).map_err(anyhow::Error::msg)?;
+        let link_base = match &config.link_base_url {
+            Some(base) => base.trim_end_matches('/').to_owned(),
+            None => format!("{}/account", public_url(config)),
+        };
+        let key_material = match &config.data_key {
+            Some(k) => k.expose_secret().as_bytes().to_vec(),
+            None => signing_secret.to_vec(),
+        };
+        Ok(Self {
+            delivery: Delivery::from_config(config.smtp_url.as_ref()),
+            service_name: from.display_name(),
+            from,
+            link_base,
+            verification: config.email_verification,
+            reset_ttl: config.reset_ttl,
+            verify_ttl: config.verify_ttl,
+            per_address: config.mail_per_address,
+            per_ip: config.mail_per_ip,
+            link_key: LinkKey::derive(&key_material),
+        })
+    }
+
+    /// Whether registration and address changes go through mail.
+    pub fn verifies(&self) -> bool {
+        self.verification != EmailVerification::Off
+    }
+
+    pub fn link_url(&self, purpose: Purpose, token: &str) -> String {
+        format!("{}/{}#token={token}", self.link_base, purpose.page())
+    }
+}
+
+/// `TESSERA_PUBLIC_URL`, or `http://` + `TESSERA_BIND`; no trailing slash.
+pub fn public_url(config: &Config) -> String {
+    match &config.public_url {
+        Some(u) => u.trim_end_matches('/').to_owned(),
+        None => format!("http://{}", config.bind),
+    }
+}
