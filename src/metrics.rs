@@ -130,6 +130,8 @@ label_set! {
         /// Wrong password or unknown account.
         InvalidCredentials => "invalid_credentials",
         Blocked => "blocked",
+        /// The right password of an unverified account while verification is required.
+        EmailNotVerified => "email_not_verified",
         RateLimited => "rate_limited",
         /// Database, token store or password hashing unavailable (503).
         Unavailable => "unavailable",
@@ -211,6 +213,12 @@ label_set! {
         HashingAccount => "hashing_account",
         /// Registrations from one client IP.
         Register => "register",
+        /// Mails (reset, verification) to one address.
+        MailAddress => "mail_address",
+        /// Mail requests from one client IP.
+        MailIp => "mail_ip",
+        /// Wrong one-time link tokens from one client IP.
+        LinkIp => "link_ip",
     }
 }
 

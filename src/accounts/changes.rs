@@ -19,8 +19,8 @@
 use chrono::Utc;
 use entity::user;
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, TransactionTrait,
-    sea_query::Expr,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseTransaction, EntityTrait,
+    QueryFilter, TransactionTrait, sea_query::Expr,
 };
 use secrecy::SecretString;
 use uuid::Uuid;
@@ -29,13 +29,17 @@ use super::{new_stamp, role_of};
 use crate::{
     auth::{claims::Role, limits::Limiter, password::Caller, store::LimitKey},
     error::ApiError,
+    mail::{
+        Kind, links,
+        outbox::{self, NewMail},
+    },
     metrics::{self, Event, RevocationCause, event},
     state::AppState,
     validation,
 };
 
 /// What `apply` does to the user's row.
-enum Change {
+pub(super) enum Change {
     /// Save these fields (a new stamp is added).
     Update(Box<user::ActiveModel>),
     /// Only a new stamp (logout-all).
@@ -49,8 +53,23 @@ async fn apply(
     state: &AppState,
     user_id: Uuid,
     change: Change,
+    notice: Option<Kind>,
 ) -> Result<Option<user::Model>, ApiError> {
     let txn = state.db.begin().await?;
+    apply_in(state, txn, user_id, change, notice).await
+}
+
+/// `apply` in a transaction the caller began (a password reset spends its
+/// link in it first). A change of the row (password, role, block) also
+/// spends every one-time link of the user, and `notice` is queued to the
+/// user's address, both in the same transaction.
+pub(super) async fn apply_in(
+    state: &AppState,
+    txn: DatabaseTransaction,
+    user_id: Uuid,
+    change: Change,
+    notice: Option<Kind>,
+) -> Result<Option<user::Model>, ApiError> {
     let Some(current) = user::Entity::find_by_id(user_id).one(&txn).await? else {
         return Ok(None);
     };
@@ -63,6 +82,7 @@ async fn apply(
             let mut model = *model;
             model.security_stamp = Set(stamp);
             model.updated_at = Set(Utc::now());
+            links::forget_all(&txn, user_id).await?;
             model.update(&txn).await?
         }
         Change::Stamp => {
@@ -81,6 +101,18 @@ async fn apply(
             current
         }
     };
+    if let Some(kind) = notice {
+        outbox::enqueue(
+            &txn,
+            NewMail {
+                kind,
+                recipient: after.email.clone(),
+                link_id: None,
+                data: serde_json::json!({ "username": after.username }),
+            },
+        )
+        .await?;
+    }
     // Before the commit: a store failure rolls the change back (the
     // transaction is dropped uncommitted).
     state.tokens.end_user_sessions(user_id).await?;
@@ -182,7 +214,13 @@ pub async fn change_password(
         let id = current.id;
         let mut model: user::ActiveModel = current.into();
         model.password_hash = Set(hash);
-        apply(state, id, Change::Update(Box::new(model))).await
+        apply(
+            state,
+            id,
+            Change::Update(Box::new(model)),
+            Some(Kind::PasswordChanged),
+        )
+        .await
     }
     .await;
     match changed {
@@ -226,7 +264,7 @@ pub async fn admin_update(
     if let Some(b) = change.blocked.filter(|_| block_changes) {
         model.blocked = Set(b);
     }
-    let after = apply(state, id, Change::Update(Box::new(model))).await?;
+    let after = apply(state, id, Change::Update(Box::new(model)), None).await?;
     if after.is_some() {
         // One action, one count: a block with a role change is a block.
         metrics::revocation(if block_changes {
@@ -242,7 +280,7 @@ pub async fn admin_update(
 /// user (foreign keys with cascade), every session ends. Returns whether the
 /// user existed.
 pub async fn delete(state: &AppState, id: Uuid) -> Result<bool, ApiError> {
-    let existed = apply(state, id, Change::Delete).await?.is_some();
+    let existed = apply(state, id, Change::Delete, None).await?.is_some();
     if existed {
         metrics::revocation(RevocationCause::Delete);
     }
@@ -251,7 +289,7 @@ pub async fn delete(state: &AppState, id: Uuid) -> Result<bool, ApiError> {
 
 /// Ends every session of the user, winning against logins in flight.
 pub async fn logout_all(state: &AppState, id: Uuid) -> Result<(), ApiError> {
-    if apply(state, id, Change::Stamp).await?.is_none() {
+    if apply(state, id, Change::Stamp, None).await?.is_none() {
         // Deleted meanwhile: the deletion ended the sessions already.
         state.tokens.end_user_sessions(id).await?;
     }

@@ -4,8 +4,10 @@
 //! the token engine, in `signin`.
 
 mod changes;
+pub mod recovery;
 mod signin;
 mod signup;
+pub mod verification;
 
 pub use changes::{AdminChange, admin_update, change_password, delete, logout_all};
 pub use signin::{login, refresh};
@@ -68,7 +70,7 @@ fn email_key(email: &str) -> Result<String, ApiError> {
 
 /// Takes keys (`username_key`, `email_key`), not the values as typed.
 async fn ensure_free(
-    db: &DatabaseConnection,
+    db: &impl ConnectionTrait,
     username: Option<String>,
     email: Option<String>,
     except: Option<Uuid>,
@@ -105,7 +107,7 @@ pub async fn register(
     new: NewAccount,
     role: Role,
 ) -> Result<user::Model, ApiError> {
-    register_as(db, passwords, new, role, &Caller::default()).await
+    register_as(db, passwords, new, role, &Caller::default(), None).await
 }
 
 /// `register` on `caller`'s share of password hashing.
@@ -115,7 +117,9 @@ pub async fn register_as(
     new: NewAccount,
     role: Role,
     caller: &Caller,
+    verify_by: Option<&crate::mail::MailSettings>,
 ) -> Result<user::Model, ApiError> {
+    use sea_orm::TransactionTrait;
     use secrecy::ExposeSecret;
     let mut problems = validation::Problems::default();
     problems.check("username", validation::username(&new.username));
@@ -146,12 +150,21 @@ pub async fn register_as(
         role: Set(role.as_str().to_owned()),
         blocked: Set(false),
         security_stamp: Set(new_stamp(0)),
+        // Admins are made by the operator (bootstrap, CLI): verified.
         email_verified: Set(role == Role::Admin),
         pending_email: Set(None),
         created_at: Set(now),
         updated_at: Set(now),
     };
-    model.insert(db).await.map_err(ApiError::from)
+    let Some(mail) = verify_by.filter(|m| m.verifies() && role != Role::Admin) else {
+        return model.insert(db).await.map_err(ApiError::from);
+    };
+    // The account and its verification mail commit together.
+    let txn = db.begin().await?;
+    let created = model.insert(&txn).await?;
+    verification::queue_verification(&txn, mail, &created).await?;
+    txn.commit().await?;
+    Ok(created)
 }
 
 pub enum Identifier {
@@ -242,12 +255,26 @@ pub struct ProfileChange {
     pub email: Option<String>,
 }
 
-/// Applies a PATCH/PUT of the caller's profile; absent fields stay.
+/// Applies a PATCH/PUT of the caller's profile; absent fields stay. With
+/// verification on, a new email needs a `fresh` token and waits in
+/// `pending_email` for its confirmation (`verification::request_change`);
+/// with it off, the change applies at once. Either way an address change
+/// spends the account's one-time links.
 pub async fn update_profile(
-    db: &DatabaseConnection,
+    state: &crate::state::AppState,
     current: user::Model,
     change: ProfileChange,
+    fresh: bool,
+    client_ip: Option<&str>,
 ) -> Result<user::Model, ApiError> {
+    use sea_orm::TransactionTrait;
+    use verification::EmailChange;
+    let verifies = state.mail.verifies();
+    let email_change = verification::email_change(&current, change.email.as_deref());
+    // Freshness before the body's values (API.md's error precedence).
+    if verifies && matches!(email_change, EmailChange::To(_)) && !fresh {
+        return Err(ApiError::FreshTokenNeeded);
+    }
     let mut problems = validation::Problems::default();
     if let Some(u) = &change.username {
         problems.check("username", validation::username(u));
@@ -256,28 +283,50 @@ pub async fn update_profile(
         problems.check("email", validation::email(e));
     }
     problems.into_result()?;
-    if change.username.is_none() && change.email.is_none() {
+    // Sending the current address again cancels a pending change.
+    let cancels_pending = change.email.is_some()
+        && matches!(email_change, EmailChange::Same)
+        && current.pending_email.is_some();
+    if change.username.is_none() && !cancels_pending && matches!(email_change, EmailChange::Same)
+    {
         return Ok(current);
     }
-    let new_email_key = change.email.as_deref().map(email_key).transpose()?;
+    let new_email_key = match &email_change {
+        EmailChange::To(e) if !verifies => Some(email_key(e)?),
+        _ => None,
+    };
     ensure_free(
-        db,
+        &state.db,
         change.username.as_deref().map(str::to_lowercase),
         new_email_key.clone(),
         Some(current.id),
     )
     .await?;
-    let mut model: user::ActiveModel = current.into();
+    let mut model: user::ActiveModel = current.clone().into();
     if let Some(u) = change.username {
         model.username_key = Set(u.to_lowercase());
         model.username = Set(u);
     }
-    if let (Some(e), Some(key)) = (change.email, new_email_key) {
+    if let (EmailChange::To(e), true) = (&email_change, verifies) {
+        return verification::request_change(state, current, model, e, client_ip).await;
+    }
+    let txn = state.db.begin().await?;
+    if let (EmailChange::To(e), Some(key)) = (&email_change, new_email_key) {
         model.email_key = Set(key);
-        model.email = Set(validation::email_as_stored(&e));
+        model.email = Set(validation::email_as_stored(e));
+        model.pending_email = Set(None);
+        model.email_verified = Set(false);
+        // Links mailed to the old address die with it.
+        crate::mail::links::forget_all(&txn, current.id).await?;
+    }
+    if cancels_pending {
+        model.pending_email = Set(None);
+        crate::mail::links::forget_all(&txn, current.id).await?;
     }
     model.updated_at = Set(Utc::now());
-    model.update(db).await.map_err(ApiError::from)
+    let after = model.update(&txn).await?;
+    txn.commit().await?;
+    Ok(after)
 }
 
 /// One page of users, oldest first, and the total count.

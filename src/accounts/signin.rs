@@ -27,6 +27,7 @@ fn login_outcome<T>(result: &Result<T, ApiError>) -> LoginOutcome {
         Ok(_) => LoginOutcome::Success,
         Err(ApiError::InvalidCredentials) => LoginOutcome::InvalidCredentials,
         Err(ApiError::UserBlocked) => LoginOutcome::Blocked,
+        Err(ApiError::EmailNotVerified) => LoginOutcome::EmailNotVerified,
         Err(ApiError::TooManyRequests { .. }) => LoginOutcome::RateLimited,
         Err(ApiError::ServiceUnavailable) => LoginOutcome::Unavailable,
         // A lost login that could tell neither block nor password change.
@@ -56,6 +57,12 @@ async fn attempt_login(
         meta.ip.as_deref(),
     )
     .await?;
+    // After the password check: it tells nothing to someone without it.
+    if state.mail.verification == crate::config::EmailVerification::Required
+        && !user.email_verified
+    {
+        return Err(ApiError::EmailNotVerified);
+    }
     let issued = state
         .tokens
         .start_session(user.id, role_of(&user), meta)

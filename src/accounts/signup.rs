@@ -28,5 +28,13 @@ pub async fn sign_up(
     // The new account is nobody's yet: the address's share only (and the
     // registrations' own bound, in `Passwords::hash_new_account`).
     let caller = Caller::new(client_ip, None);
-    register_as(&state.db, &state.passwords, new, Role::User, &caller).await
+    register_as(
+        &state.db,
+        &state.passwords,
+        new,
+        Role::User,
+        &caller,
+        Some(&state.mail),
+    )
+    .await
 }

@@ -91,10 +91,15 @@ fn errors_of(operation_id: &str) -> Option<&'static [u16]> {
         "delete_session" | "get_employee" | "delete_employee" | "get_category" | "get_product" => {
             &[400, 401, 404, 500, 503]
         }
-        "update_me" | "put_me" | "create_category" | "create_product" => {
+        // 429: an address change's mail limits.
+        "update_me" | "put_me" => &[400, 401, 409, 413, 415, 422, 429, 500, 503],
+        "create_category" | "create_product" => {
             &[400, 401, 409, 413, 415, 422, 500, 503]
         }
         "change_password" => &[400, 401, 413, 415, 422, 429, 500, 503],
+        "forgot_password" | "reset_password" => &[400, 413, 415, 422, 429, 500, 503],
+        "verify_email" => &[400, 409, 413, 415, 429, 500, 503],
+        "resend_verification" => &[401, 409, 429, 500, 503],
         "list_users" => &[400, 401, 403, 500, 503],
         "get_user" | "delete_product" => &[400, 401, 403, 404, 500, 503],
         "delete_user" => &[400, 401, 403, 404, 409, 500, 503],

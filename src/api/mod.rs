@@ -6,6 +6,7 @@ pub mod auth;
 pub mod catalog;
 pub mod client;
 pub mod document;
+pub mod email;
 pub mod employees;
 pub mod health;
 pub mod jwks;
@@ -33,6 +34,7 @@ pub enum Tag {
 
 pub type Apis = (
     auth::AuthApi,
+    email::EmailApi,
     users::UsersApi,
     employees::EmployeesApi,
     catalog::CatalogApi,
@@ -44,6 +46,7 @@ pub fn service() -> OpenApiService<Apis, ()> {
     OpenApiService::new(
         (
             auth::AuthApi,
+            email::EmailApi,
             users::UsersApi,
             employees::EmployeesApi,
             catalog::CatalogApi,

@@ -173,15 +173,23 @@ async fn me(
         .ok_or(ApiError::TokenRevoked)
 }
 
-async fn update_me(state: &AppState, auth: Access, body: UpdateMe) -> ApiResult<Json<User>> {
+async fn update_me(
+    state: &AppState,
+    req: &poem::Request,
+    auth: Access,
+    body: UpdateMe,
+) -> ApiResult<Json<User>> {
     let current = me(&state.db, &auth.0).await?;
+    let ip = super::client::client_meta(state, req).ip;
     let updated = accounts::update_profile(
-        &state.db,
+        state,
         current,
         ProfileChange {
             username: body.username.map(|t| t.0),
             email: body.email.map(|t| t.0),
         },
+        auth.0.is_fresh(),
+        ip.as_deref(),
     )
     .await?;
     Ok(Json(updated.into()))
@@ -202,10 +210,11 @@ impl UsersApi {
     async fn patch_me(
         &self,
         state: Data<&Arc<AppState>>,
+        req: &poem::Request,
         auth: Access,
         body: Json<UpdateMe>,
     ) -> ApiResult<Json<User>> {
-        update_me(&state, auth, body.0).await
+        update_me(&state, req, auth, body.0).await
     }
 
     /// Same as PATCH: absent fields stay unchanged.
@@ -213,10 +222,11 @@ impl UsersApi {
     async fn put_me(
         &self,
         state: Data<&Arc<AppState>>,
+        req: &poem::Request,
         auth: Access,
         body: Json<UpdateMe>,
     ) -> ApiResult<Json<User>> {
-        update_me(&state, auth, body.0).await
+        update_me(&state, req, auth, body.0).await
     }
 
     /// Change the caller's password (fresh token). Ends every session.

@@ -272,6 +272,107 @@ pub async fn count_registration(
     Ok(())
 }
 
+/// The window of `TESSERA_MAIL_PER_ADDRESS` and `TESSERA_MAIL_PER_IP`.
+pub const MAIL_WINDOW_SECS: u64 = 3600;
+
+/// Counts a mail request (forgot, resend, address change) to the address
+/// whose email key is `to_key` (counted whether or not it has an account,
+/// so the limit reveals nothing) from `client_ip`, before anything else is
+/// done: 429 with the seconds left when either is over its hourly limit
+/// (0 = no limit).
+pub async fn count_mail(
+    store: &dyn TokenStore,
+    per_address: u32,
+    per_ip: u32,
+    to_key: &str,
+    client_ip: Option<&str>,
+) -> Result<(), ApiError> {
+    let mut keys = Vec::new();
+    let mut limits = Vec::new();
+    if per_address > 0 {
+        keys.push(LimitKey::MailTo(Sha256::digest(to_key.as_bytes()).into()));
+        limits.push((per_address, RateLimit::MailAddress));
+    }
+    if let Some(net) = client_ip.and_then(client_net).filter(|_| per_ip > 0) {
+        keys.push(LimitKey::MailFrom(net));
+        limits.push((per_ip, RateLimit::MailIp));
+    }
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let now = store.record_failures(&keys, MAIL_WINDOW_SECS).await?;
+    if let Some((retry_after, which)) = over_limit(&limits, &now) {
+        metrics::rate_limited(which);
+        return Err(ApiError::TooManyRequests { retry_after });
+    }
+    Ok(())
+}
+
+/// Wrong one-time link tokens count against the client IP like failed
+/// logins (the same counter: `TESSERA_LOGIN_MAX_FAILURES_PER_IP` in
+/// `TESSERA_LOGIN_WINDOW`). As with logins the use is counted *before* the
+/// token is looked up, so concurrent guesses cannot all pass a check;
+/// `LinkAttempt::valid` takes it back when the token was good.
+pub struct LinkAttempt<'a> {
+    store: &'a dyn TokenStore,
+    key: Option<LimitKey>,
+}
+
+pub async fn begin_link_attempt<'a>(
+    store: &'a dyn TokenStore,
+    limits: LoginLimits,
+    client_ip: Option<&str>,
+) -> Result<LinkAttempt<'a>, ApiError> {
+    let Some(key) = client_ip
+        .and_then(ip_key)
+        .filter(|_| limits.max_failures_per_ip > 0)
+    else {
+        return Ok(LinkAttempt { store, key: None });
+    };
+    let now = store
+        .record_failures(std::slice::from_ref(&key), limits.window_secs)
+        .await?;
+    let attempt = LinkAttempt {
+        store,
+        key: Some(key),
+    };
+    if let Some((retry_after, which)) =
+        over_limit(&[(limits.max_failures_per_ip, RateLimit::LinkIp)], &now)
+    {
+        attempt.valid().await;
+        metrics::rate_limited(which);
+        return Err(ApiError::TooManyRequests { retry_after });
+    }
+    Ok(attempt)
+}
+
+impl LinkAttempt<'_> {
+    /// The token was good (or never judged): not a guess.
+    pub async fn valid(self) {
+        if let Some(key) = &self.key
+            && let Err(e) = self.store.forgive_failures(std::slice::from_ref(key)).await
+        {
+            tracing::warn!(error = %e, "could not take back a link attempt");
+        }
+    }
+
+    /// A wrong token: stays counted.
+    pub fn invalid(self) {}
+}
+
+/// Clears an account's login counters (a password reset proved the
+/// mailbox): every address's share of it, and the one at `client_ip`.
+pub async fn clear_account(
+    store: &dyn TokenStore,
+    user_id: Uuid,
+    client_ip: Option<&str>,
+) -> Result<(), ApiError> {
+    let account = LimitKey::Account(user_id);
+    let at = account_at_key(account.clone(), client_ip);
+    store.clear_failures(&[account, at]).await?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -229,7 +229,10 @@ async fn update_me_patch_and_put(b: Backend) {
         .await;
     r.assert_status(200);
     assert_eq!(r.body["username"], "annie");
-    assert_eq!(r.body["email"], "annie@example.com");
+    // With verification on (the default) the new address waits for its
+    // confirmation link (tests/api/email.rs).
+    assert_eq!(r.body["email"], "ann@example.com");
+    assert_eq!(r.body["pending_email"], "annie@example.com");
     app.send_json(
         reqwest::Method::PATCH,
         "/users/me",

@@ -86,6 +86,10 @@ pub enum LimitKey {
     /// Registrations from a client address (not login failures, but the
     /// same fixed-window counter).
     Register(IpAddr),
+    /// Mails to an address: a SHA-256 of its email key, never the address.
+    MailTo([u8; 32]),
+    /// Mail requests from a client address.
+    MailFrom(IpAddr),
 }
 
 impl fmt::Display for LimitKey {
@@ -99,6 +103,11 @@ impl fmt::Display for LimitKey {
             LimitKey::Ip(ip) => write!(f, "login:ip:{ip}"),
             LimitKey::AccountAt(account, ip) => write!(f, "{account}@{ip}"),
             LimitKey::Register(ip) => write!(f, "register:ip:{ip}"),
+            LimitKey::MailTo(hash) => {
+                f.write_str("mail:to:")?;
+                hash.iter().try_for_each(|b| write!(f, "{b:02x}"))
+            }
+            LimitKey::MailFrom(ip) => write!(f, "mail:ip:{ip}"),
         }
     }
 }

@@ -20,6 +20,8 @@ const USER_KEYS: [&str; 7] = [
     "blocked",
     "created_at",
     "updated_at",
+    "email_verified",
+    "pending_email",
 ];
 
 /// A User body: exactly the contract's fields, never a hash.
