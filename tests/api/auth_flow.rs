@@ -260,8 +260,12 @@ async fn update_me_patch_and_put(b: Backend) {
     // Failed updates left the record as it was.
     let me = app.get("/users/me", Some(&t.access)).await;
     assert_eq!(
-        (me.str("username"), me.str("email")),
-        ("annie".into(), "annie@example.com".into())
+        (me.str("username"), me.str("email"), me.str("pending_email")),
+        (
+            "annie".into(),
+            "ann@example.com".into(),
+            "annie@example.com".into()
+        )
     );
     app.send_json(reqwest::Method::PATCH, "/users/me", &json!({}), None)
         .await

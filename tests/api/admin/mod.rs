@@ -12,7 +12,7 @@ mod deletion;
 mod listing;
 mod roles;
 
-const USER_KEYS: [&str; 7] = [
+const USER_KEYS: [&str; 9] = [
     "id",
     "username",
     "email",
