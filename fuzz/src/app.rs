@@ -116,6 +116,11 @@ impl App {
             "4000000000",
             "--login-max-failures-per-ip",
             "4000000000",
+            // Forgot and address changes to one address must not turn 429.
+            "--mail-per-address",
+            "0",
+            "--mail-per-ip",
+            "0",
         ]);
         let state: Arc<AppState> = rt
             .block_on(AppState::build(&cli.config))

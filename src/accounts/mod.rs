@@ -287,8 +287,7 @@ pub async fn update_profile(
     let cancels_pending = change.email.is_some()
         && matches!(email_change, EmailChange::Same)
         && current.pending_email.is_some();
-    if change.username.is_none() && !cancels_pending && matches!(email_change, EmailChange::Same)
-    {
+    if change.username.is_none() && !cancels_pending && matches!(email_change, EmailChange::Same) {
         return Ok(current);
     }
     let new_email_key = match &email_change {

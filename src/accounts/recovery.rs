@@ -12,11 +12,7 @@ use uuid::Uuid;
 
 use super::changes::{Change, apply_in};
 use crate::{
-    auth::{
-        limits,
-        password::Caller,
-        store::LimitKey,
-    },
+    auth::{limits, password::Caller, store::LimitKey},
     error::ApiError,
     mail::{
         Kind, Purpose, links,
@@ -30,7 +26,11 @@ use crate::{
 /// `POST /auth/password/forgot`: the limits, then one queued request. The
 /// same work whatever the address names (nobody, a blocked or unverified
 /// account): which it was is decided by the sender.
-pub async fn forgot(state: &AppState, email: &str, client_ip: Option<&str>) -> Result<(), ApiError> {
+pub async fn forgot(
+    state: &AppState,
+    email: &str,
+    client_ip: Option<&str>,
+) -> Result<(), ApiError> {
     let mut problems = validation::Problems::default();
     problems.check("email", validation::email(email));
     problems.into_result()?;
@@ -116,12 +116,9 @@ pub async fn reset(
         validation::password(new_password.expose_secret()),
     );
     problems.into_result()?;
-    let attempt = limits::begin_link_attempt(
-        &*state.tokens.store,
-        state.settings.login_limits,
-        client_ip,
-    )
-    .await?;
+    let attempt =
+        limits::begin_link_attempt(&*state.tokens.store, state.settings.login_limits, client_ip)
+            .await?;
     // A look first, so a wrong token costs no password hash; the link is
     // spent below, in the transaction of the change.
     let Some(user_id) = peek(state, token, Purpose::Reset).await? else {

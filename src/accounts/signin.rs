@@ -58,8 +58,7 @@ async fn attempt_login(
     )
     .await?;
     // After the password check: it tells nothing to someone without it.
-    if state.mail.verification == crate::config::EmailVerification::Required
-        && !user.email_verified
+    if state.mail.verification == crate::config::EmailVerification::Required && !user.email_verified
     {
         return Err(ApiError::EmailNotVerified);
     }

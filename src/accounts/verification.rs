@@ -6,7 +6,7 @@ use chrono::Utc;
 use entity::user;
 use sea_orm::{ActiveModelTrait, ActiveValue::Set, ConnectionTrait, EntityTrait, TransactionTrait};
 
-use super::{ensure_free, email_key};
+use super::{email_key, ensure_free};
 use crate::{
     auth::limits,
     error::ApiError,
@@ -100,12 +100,9 @@ pub async fn verify(
     token: &str,
     client_ip: Option<&str>,
 ) -> Result<user::Model, ApiError> {
-    let attempt = limits::begin_link_attempt(
-        &*state.tokens.store,
-        state.settings.login_limits,
-        client_ip,
-    )
-    .await?;
+    let attempt =
+        limits::begin_link_attempt(&*state.tokens.store, state.settings.login_limits, client_ip)
+            .await?;
     let txn = state.db.begin().await?;
     let link = match links::consume(&txn, token, &[Purpose::Verify, Purpose::EmailChange]).await {
         Ok(link) => link,

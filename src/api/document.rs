@@ -93,9 +93,7 @@ fn errors_of(operation_id: &str) -> Option<&'static [u16]> {
         }
         // 429: an address change's mail limits.
         "update_me" | "put_me" => &[400, 401, 409, 413, 415, 422, 429, 500, 503],
-        "create_category" | "create_product" => {
-            &[400, 401, 409, 413, 415, 422, 500, 503]
-        }
+        "create_category" | "create_product" => &[400, 401, 409, 413, 415, 422, 500, 503],
         "change_password" => &[400, 401, 413, 415, 422, 429, 500, 503],
         "forgot_password" | "reset_password" => &[400, 413, 415, 422, 429, 500, 503],
         "verify_email" => &[400, 409, 413, 415, 429, 500, 503],
