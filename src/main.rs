@@ -82,12 +82,20 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", config.bind))?;
     tracing::info!(bind = %config.bind, "tessera listening; Swagger UI at /docs");
     let limits = tessera::server::Limits::from_config(&config);
-    tessera::server::serve(listener, tessera::app(state), limits, shutdown_signal())
+    let sender = tessera::mail::sender::start(state.clone(), Default::default());
+    let served = tessera::server::serve(listener, tessera::app(state), limits, shutdown_signal())
         .await
-        .context("server error")?;
+        .context("server error");
+    // After the last request: mail they queued still goes out if it can.
+    sender.drain(MAIL_DRAIN_GRACE).await;
+    served?;
     tracing::info!("drained; bye");
     Ok(())
 }
+
+/// How long a stopping replica keeps delivering due mail; what is left
+/// stays queued for the other replicas or the next start.
+const MAIL_DRAIN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
 async fn create_admin(mut config: Config) -> anyhow::Result<()> {
     telemetry::init(config.log_format);

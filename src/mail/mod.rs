@@ -7,6 +7,9 @@
 
 pub mod links;
 pub mod outbox;
+pub mod sender;
+pub mod templates;
+pub mod transport;
 
 use std::time::Duration;
 
@@ -16,6 +19,7 @@ use crate::config::{Config, EmailVerification};
 
 pub use links::{LinkKey, Purpose};
 pub use outbox::Kind;
+pub use sender::{Sender, SenderSettings};
 
 /// A mailbox (`Name <user@host>` or `user@host`), e.g. `TESSERA_MAIL_FROM`.
 #[derive(Debug, Clone)]

@@ -5,6 +5,7 @@
 
 pub mod cluster;
 pub mod process;
+pub mod smtp;
 
 use std::{
     net::TcpStream,
@@ -17,7 +18,11 @@ use std::{
 use reqwest::{Method, StatusCode};
 use secrecy::SecretString;
 use serde_json::{Value, json};
-use tessera::{config::Config, state::AppState};
+use tessera::{
+    config::Config,
+    mail::{Sender, SenderSettings},
+    state::AppState,
+};
 use uuid::Uuid;
 
 pub const SECRET: &str = "test-secret-0123456789abcdef-0123456789";
@@ -391,6 +396,18 @@ pub struct TestApp {
     pub state: Arc<AppState>,
     pub config: Config,
     pub backend: Backend,
+    /// The app's mail sender (`drain_sender` stops it).
+    pub sender: Arc<Mutex<Option<Sender>>>,
+}
+
+/// The mail sender of test apps: quicker than production's (mail shows
+/// up sooner, retries come within seconds).
+pub fn test_sender_settings() -> SenderSettings {
+    SenderSettings {
+        poll: Duration::from_millis(100),
+        max_backoff: Duration::from_secs(2),
+        ..SenderSettings::default()
+    }
 }
 
 /// A configuration for tests: fast argon2, known secret, given backend.
@@ -400,6 +417,16 @@ pub async fn test_config(backend: Backend) -> Config {
     c.argon2_memory_kib = 1024;
     c.argon2_iterations = 1;
     c.bind = "127.0.0.1:0".into();
+    // Every app sends through the shared SMTP server with a From of its
+    // own, which tells its mails from those of the tests running beside it.
+    let smtp = tokio::task::spawn_blocking(|| smtp::shared_mail_server().to_owned())
+        .await
+        .expect("start the test SMTP server");
+    c.smtp_url = Some(SecretString::from(smtp));
+    c.mail_from = format!(
+        "Tessera <no-reply+{}@tessera.test>",
+        Uuid::new_v4().simple()
+    );
     match backend {
         Backend::SqliteMemory => {
             c.database_url = temp_sqlite_url();
@@ -435,7 +462,17 @@ pub async fn spawn_app_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -
 }
 
 pub async fn spawn_with_config(config: Config, backend: Backend) -> TestApp {
+    spawn_with_sender(config, backend, test_sender_settings()).await
+}
+
+/// An app whose mail sender runs with `sender` settings.
+pub async fn spawn_with_sender(
+    config: Config,
+    backend: Backend,
+    sender: SenderSettings,
+) -> TestApp {
     let state = AppState::build(&config).await.expect("build app state");
+    let sender = tessera::mail::sender::start(state.clone(), sender);
     // The binary's own serve loop, so every API test runs through it.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -458,6 +495,7 @@ pub async fn spawn_with_config(config: Config, backend: Backend) -> TestApp {
         state,
         config,
         backend,
+        sender: Arc::new(Mutex::new(Some(sender))),
     }
 }
 
@@ -689,5 +727,74 @@ impl TestApp {
 
     pub async fn verify(&self, access: &str) -> Resp {
         self.get("/auth/verify", Some(access)).await
+    }
+
+    // ------------------------------------------------------------ mail
+
+    /// The mailbox of the SMTP server this app sends to.
+    pub fn mailbox(&self) -> smtp::Mailbox {
+        use secrecy::ExposeSecret;
+        let url = self
+            .config
+            .smtp_url
+            .as_ref()
+            .expect("this app sends no mail over SMTP (smtp_url unset)");
+        smtp::Mailbox::of_url(url.expose_secret())
+    }
+
+    /// Mails this app sent (its own From) that reached `to`, oldest first.
+    pub fn mails_to(&self, to: &str) -> Vec<smtp::Mail> {
+        let from = self.state.mail.from.0.email.to_string();
+        self.mailbox()
+            .all()
+            .into_iter()
+            .filter(|m| m.envelope_from.eq_ignore_ascii_case(&from) && m.is_to(to))
+            .collect()
+    }
+
+    /// Waits until at least `n` mails of this app reached `to` and returns
+    /// them all; panics with what did arrive after `timeout`.
+    pub async fn wait_for_mails(&self, to: &str, n: usize, timeout: Duration) -> Vec<smtp::Mail> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let mails = self.mails_to(to);
+            if mails.len() >= n {
+                return mails;
+            }
+            if Instant::now() >= deadline {
+                let from = self.state.mail.from.0.email.to_string();
+                let sent: Vec<(Vec<String>, String)> = self
+                    .mailbox()
+                    .all()
+                    .into_iter()
+                    .filter(|m| m.envelope_from.eq_ignore_ascii_case(&from))
+                    .map(|m| (m.to, m.subject))
+                    .collect();
+                panic!(
+                    "expected {n} mail(s) to {to} within {timeout:?}, got {}; all this app's mails: {sent:?}",
+                    mails.len()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits `wait` and asserts that no mail of this app reached `to`.
+    pub async fn assert_no_mail_to(&self, to: &str, wait: Duration) {
+        tokio::time::sleep(wait).await;
+        let mails = self.mails_to(to);
+        assert!(
+            mails.is_empty(),
+            "expected no mail to {to}, got: {:?}",
+            mails.iter().map(|m| &m.subject).collect::<Vec<_>>()
+        );
+    }
+
+    /// Stops the app's mail sender the SIGTERM way (`Sender::drain`).
+    pub async fn drain_sender(&self, grace: Duration) {
+        let sender = self.sender.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(sender) = sender {
+            sender.drain(grace).await;
+        }
     }
 }
