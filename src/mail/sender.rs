@@ -433,13 +433,11 @@ fn purpose_of(kind: Kind) -> Option<Purpose> {
 /// A forgot request, decided off the request path: a reset mail for an
 /// existing, unblocked account (the row, turned into `password_reset`), or
 /// nothing (`None`, the row deleted).
-// TODO(main): call accounts::recovery::resolve_forgot(state, row).
 pub async fn resolve_forgot(
     state: &AppState,
     row: outbox::Model,
 ) -> Result<Option<outbox::Model>, ApiError> {
-    outbox::Entity::delete_by_id(row.id).exec(&state.db).await?;
-    Ok(None)
+    crate::accounts::recovery::resolve_forgot(state, row).await
 }
 
 /// 1 s, 2 s, 4 s ... after the 1st, 2nd, 3rd failure, at most `max`.

@@ -10,6 +10,7 @@ mod cli;
 mod cluster;
 mod connections;
 mod docs;
+mod email;
 mod employees;
 mod errors;
 mod faults;
