@@ -22,6 +22,7 @@ mod logscan;
 mod metrics;
 mod openapi;
 mod outage;
+mod pages;
 mod production;
 mod races;
 mod redis_tls;
