@@ -31,6 +31,8 @@ RUN mkdir -p src entity/src migration/src \
 COPY src src
 COPY entity/src entity/src
 COPY migration/src migration/src
+# The link pages (src/api/pages.rs include_str!s them).
+COPY assets assets
 RUN touch src/main.rs src/lib.rs entity/src/lib.rs migration/src/lib.rs \
     && cargo build --release --locked --bin tessera
 

@@ -40,6 +40,8 @@ pub fn app(state: Arc<AppState>) -> impl Endpoint + 'static {
         RouteTemplates::from_spec(&spec_json)
             .with_exact("/openapi.json")
             .with_exact("/metrics")
+            .with_exact(api::pages::SCRIPT_PATH)
+            .with_exact(api::pages::STYLE_PATH)
             .with_prefix("/docs"),
     );
     let docs_csp = http::docs_csp(Some(&api.swagger_ui_html()));
@@ -67,6 +69,10 @@ pub fn app(state: Arc<AppState>) -> impl Endpoint + 'static {
     let routes = Route::new()
         .at("/openapi.json", spec)
         .at("/metrics", poem::get(metrics_endpoint))
+        // The link pages' script and stylesheet (the pages themselves are
+        // API operations, in the document).
+        .at(api::pages::SCRIPT_PATH, poem::get(api::pages::script))
+        .at(api::pages::STYLE_PATH, poem::get(api::pages::style))
         .nest("/docs", docs)
         .nest("/", api)
         .data(state);

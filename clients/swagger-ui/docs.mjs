@@ -10,6 +10,10 @@
 //                 beside this file), with <name>-login.png and <name>-users-me.png
 //                 (the two operations) beside it; on failure <name>-failure.png
 //   STEP_TIMEOUT_MS  deadline of each step (default 15000)
+//   TESSERA_LOG   the service's log file, where the log delivery writes the
+//                 mails (link-pages.mjs reads the links from it)
+//   Screenshots of the link pages after success: <name>-verify-email.png and
+//   <name>-reset-password.png beside SCREENSHOT.
 //
 // Steps: register an account with a plain fetch (POST /auth/register), then in
 // the browser: open /docs, "Try it out" on POST /auth/login with the account's
@@ -18,12 +22,18 @@
 // and expect 200 with the account's email. Every request the page made must
 // have gone to TESSERA_BASE's origin (data: and blob: URLs aside): the page
 // is self-contained, no CDN. Exits 1 with the failing step on any failure.
+//
+// Then, in the same browser, the link pages of the mails (link-pages.mjs:
+// verify an address and reset a password through the mailed links; needs
+// TESSERA_LOG, the service's log). A CSP violation or any other console
+// error of any page fails the run, as does a request off the origin.
 
 import { mkdirSync, rmSync } from 'node:fs';
 import { dirname, join, parse } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { randomBytes } from 'node:crypto';
 import { chromium } from 'playwright-core';
+import { linkPages } from './link-pages.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const base = process.env.TESSERA_BASE;
@@ -42,6 +52,7 @@ const partShot = (part) => {
   const p = parse(screenshot);
   return join(p.dir, `${p.name}-${part}${p.ext || '.png'}`);
 };
+const successShots = ['login', 'users-me', 'verify-email', 'reset-password'].map(partShot);
 const stepTimeout = Number(process.env.STEP_TIMEOUT_MS || 15000);
 
 const t0 = Date.now();
@@ -80,6 +91,24 @@ async function register() {
 // ------------------------------------------------------------- the browser
 const requests = []; // every request any page of the context made
 const problems = []; // page errors and console errors (CSP violations among them)
+// URLs whose 4xx a step provokes on purpose (Chromium logs each failed
+// fetch as a console error).
+const expectedFailures = new Set();
+
+function watch(page) {
+  page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+  page.on('console', (m) => {
+    if (m.type() !== 'error') return;
+    const at = m.location() && m.location().url;
+    // The browser asks for /favicon.ico by itself; the service has none.
+    if (at === `${origin}/favicon.ico`) return;
+    if (expectedFailures.has(at) && /^Failed to load resource: the server responded with a status of 4\d\d/.test(m.text())) {
+      return;
+    }
+    problems.push(`console error: ${m.text()}${at ? ` (${at})` : ''}`);
+  });
+  page.on('websocket', (ws) => requests.push({ method: 'WEBSOCKET', url: ws.url() }));
+}
 
 function offOrigin() {
   return requests.filter((r) => {
@@ -222,7 +251,7 @@ async function run(page) {
 
 async function main() {
   mkdirSync(dirname(screenshot), { recursive: true });
-  for (const f of [screenshot, failureShot, partShot('login'), partShot('users-me')]) {
+  for (const f of [screenshot, failureShot, ...successShots]) {
     rmSync(f, { force: true });
   }
 
@@ -253,17 +282,20 @@ async function main() {
     context.setDefaultTimeout(stepTimeout);
     context.on('request', (r) => requests.push({ method: r.method(), url: r.url() }));
     page = await context.newPage();
-    page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
-    page.on('console', (m) => {
-      if (m.type() !== 'error') return;
-      const at = m.location() && m.location().url;
-      // The browser asks for /favicon.ico by itself; the service has none.
-      if (at === `${origin}/favicon.ico`) return;
-      problems.push(`console error: ${m.text()}${at ? ` (${at})` : ''}`);
-    });
-    page.on('websocket', (ws) => requests.push({ method: 'WEBSOCKET', url: ws.url() }));
+    watch(page);
     try {
       await run(page);
+      await linkPages({
+        context,
+        base,
+        origin,
+        step,
+        fail,
+        watch,
+        expectFailure: (url) => expectedFailures.add(url),
+        shot: partShot,
+        stepTimeout,
+      });
     } catch (e) {
       failure = e;
     }
@@ -298,7 +330,7 @@ async function main() {
 
   if (messages.length) {
     // A failed run leaves no success screenshot behind.
-    for (const f of [screenshot, partShot('login'), partShot('users-me')]) rmSync(f, { force: true });
+    for (const f of [screenshot, ...successShots]) rmSync(f, { force: true });
     for (const m of messages) console.error(`docs.mjs: FAIL: ${m}`);
     process.exit(1);
   }

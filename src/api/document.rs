@@ -107,7 +107,7 @@ fn errors_of(operation_id: &str) -> Option<&'static [u16]> {
         "update_employee" | "put_employee" => &[400, 401, 404, 413, 415, 422, 500, 503],
         "update_category" | "update_product" => &[400, 401, 404, 409, 413, 415, 422, 500, 503],
         "delete_category" => &[400, 401, 403, 404, 409, 500, 503],
-        "healthz" => &[500],
+        "healthz" | "reset_password_page" | "verify_email_page" => &[500],
         "readyz" => &[500, 503],
         "jwks" => &[404, 500],
         _ => return None,

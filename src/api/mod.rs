@@ -10,6 +10,7 @@ pub mod email;
 pub mod employees;
 pub mod health;
 pub mod jwks;
+pub mod pages;
 pub mod params;
 pub mod responses;
 pub mod security;
@@ -30,6 +31,8 @@ pub enum Tag {
     Health,
     /// Public keys for verifying tokens (EdDSA).
     Keys,
+    /// The pages of the links in mail (password reset, address verification).
+    Account,
 }
 
 pub type Apis = (
@@ -40,6 +43,7 @@ pub type Apis = (
     catalog::CatalogApi,
     health::HealthApi,
     jwks::JwksApi,
+    pages::PagesApi,
 );
 
 pub fn service() -> OpenApiService<Apis, ()> {
@@ -52,6 +56,7 @@ pub fn service() -> OpenApiService<Apis, ()> {
             catalog::CatalogApi,
             health::HealthApi,
             jwks::JwksApi,
+            pages::PagesApi,
         ),
         "Tessera",
         env!("CARGO_PKG_VERSION"),

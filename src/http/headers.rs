@@ -13,6 +13,14 @@ use sha2::{Digest, Sha256};
 pub const API_CSP: &str =
     "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
 
+/// CSP of the link pages (`/account/reset-password`, `/account/verify-email`):
+/// their one script and stylesheet from this origin, no inline script or
+/// style, fetches only to this origin, and no native form submission (the
+/// script posts JSON; a form that submitted itself would put the password
+/// in a request the page did not mean to send).
+pub const PAGE_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
+     connect-src 'self'; form-action 'none'; base-uri 'none'; frame-ancestors 'none'";
+
 /// The sha256 CSP sources of the inline `<script>` elements of a page.
 pub fn inline_script_hashes(html: &str) -> Vec<String> {
     let mut hashes = Vec::new();
@@ -68,6 +76,7 @@ pub async fn security_headers<E: Endpoint>(
     docs_csp: HeaderValue,
 ) -> poem::Result<Response> {
     let docs = is_docs(req.uri().path());
+    let page = crate::api::pages::PAGE_PATHS.contains(&req.uri().path());
     let public = docs || req.uri().path() == "/openapi.json";
     let mut resp = ep.get_response(req).await;
     let h = resp.headers_mut();
@@ -84,6 +93,8 @@ pub async fn security_headers<E: Endpoint>(
         header::CONTENT_SECURITY_POLICY,
         if docs {
             docs_csp
+        } else if page {
+            HeaderValue::from_static(PAGE_CSP)
         } else {
             HeaderValue::from_static(API_CSP)
         },

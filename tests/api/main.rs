@@ -24,6 +24,7 @@ mod metrics;
 mod openapi;
 mod outage;
 mod outbox;
+mod pages;
 mod production;
 mod races;
 mod redis_tls;
