@@ -6,15 +6,29 @@ openapi-python-client generated from its /openapi.json: the `Client` and
 and the `models`. Every status and every parsed type is checked; the first
 mismatch ends the run with a message and exit code 1.
 
-Environment: TESSERA_BASE, TESSERA_ADMIN_EMAIL, TESSERA_ADMIN_PASSWORD.
+The password-reset flow reads the mailed link the way a user would open
+it: the service runs with the log delivery (TESSERA_SMTP_URL unset), and
+scripts/lib/mail-token finds the link's token in the server log.
+
+Environment: TESSERA_BASE, TESSERA_ADMIN_EMAIL, TESSERA_ADMIN_PASSWORD,
+TESSERA_LOG (the server's log file, for the mailed links).
 """
 
 import os
+import subprocess
 import sys
 import uuid
+from pathlib import Path
 
 from tessera_client import AuthenticatedClient, Client, errors
-from tessera_client.api.auth import login, logout, refresh, register
+from tessera_client.api.auth import (
+    forgot_password,
+    login,
+    logout,
+    refresh,
+    register,
+    reset_password,
+)
 from tessera_client.api.catalog import create_category, create_product, list_products
 from tessera_client.api.employees import (
     create_employee,
@@ -24,11 +38,13 @@ from tessera_client.api.employees import (
 )
 from tessera_client.api.users import get_me
 from tessera_client.models import (
+    Accepted,
     Category,
     CategoryName,
     Employee,
     ErrorBody,
     ErrorCode,
+    ForgotPassword,
     LoginByEmail,
     NewEmployee,
     NewProduct,
@@ -37,13 +53,15 @@ from tessera_client.models import (
     ProductPage,
     ProductSummary,
     Register,
+    ResetPassword,
     TokenPair,
     User,
 )
-from tessera_client.types import Response
+from tessera_client.types import UNSET, Response
 
 BASE = os.environ["TESSERA_BASE"]
 TIMEOUT = 10.0
+MAIL_TOKEN = Path(__file__).resolve().parents[2] / "scripts" / "lib" / "mail-token"
 
 
 class FlowError(Exception):
@@ -317,6 +335,137 @@ def catalog_flow(tag: str, pair: TokenPair) -> None:
     )
 
 
+def mailed_token(step: str, address: str) -> str:
+    """The token of the newest reset link mailed to `address` (from the server log)."""
+    found = subprocess.run(
+        [sys.executable, str(MAIL_TOKEN), "--to", address, "--page", "reset-password"],
+        check=False,  # a failure is reported below, with the helper's message
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    expect(
+        step,
+        found.returncode == 0,
+        f"no reset link mailed to {address}: {found.stderr.strip()}",
+    )
+    token = found.stdout.strip()
+    print(f"ok  {step}: a reset link for {address}")
+    return token
+
+
+def check_address_fields(step: str, user: User, verified: bool) -> None:
+    """The User model carries email_verified and pending_email (null: none pending)."""
+    expect(
+        step,
+        user.email_verified is verified,
+        f"email_verified {user.email_verified!r}, expected {verified}",
+    )
+    expect(
+        step,
+        user.pending_email is None or user.pending_email is UNSET,
+        f"pending_email {user.pending_email!r}, expected none",
+    )
+
+
+def reset_flow(tag: str) -> None:
+    """Forgot, the mailed link, reset: the new password works, the old one and
+    the sessions from before do not, and the link is spent."""
+    email = f"py-reset-{tag}@example.com"
+    old_password = f"py-old-secret-{tag}"
+    new_password = f"py-new-secret-{tag}"
+
+    user = check(
+        "reset: register",
+        register.sync_detailed(
+            client=anonymous(),
+            body=Register(
+                username=f"py_reset_{tag}", email=email, password=old_password
+            ),
+        ),
+        201,
+        User,
+    )
+    check_address_fields("reset: register", user, verified=False)
+    before = login_pair("reset: login before", email, old_password)
+
+    accepted = check(
+        "forgot password",
+        forgot_password.sync_detailed(
+            client=anonymous(), body=ForgotPassword(email=email)
+        ),
+        202,
+        Accepted,
+    )
+    expect(
+        "forgot password", accepted.status == "accepted", f"status {accepted.status!r}"
+    )
+    # An address without an account gets the very same answer.
+    unknown = check(
+        "forgot password (unknown address)",
+        forgot_password.sync_detailed(
+            client=anonymous(),
+            body=ForgotPassword(email=f"py-nobody-{tag}@example.com"),
+        ),
+        202,
+        Accepted,
+    )
+    expect(
+        "forgot password (unknown address)",
+        unknown.to_dict() == accepted.to_dict(),
+        f"{unknown.to_dict()} differs from {accepted.to_dict()}",
+    )
+
+    token = mailed_token("read the mail", email)
+    check_error(
+        "reset with a wrong token",
+        reset_password.sync_detailed(
+            client=anonymous(),
+            body=ResetPassword(token="A" * 43, new_password=new_password),
+        ),
+        400,
+        ErrorCode.LINK_INVALID,
+    )
+    check(
+        "reset password",
+        reset_password.sync_detailed(
+            client=anonymous(),
+            body=ResetPassword(token=token, new_password=new_password),
+        ),
+        204,
+        None,
+    )
+    check_error(
+        "reset again with the spent link",
+        reset_password.sync_detailed(
+            client=anonymous(),
+            body=ResetPassword(token=token, new_password=f"py-third-secret-{tag}"),
+        ),
+        400,
+        ErrorCode.LINK_INVALID,
+    )
+    check_error(
+        "a session from before the reset",
+        get_me.sync_detailed(client=bearer(before.access_token)),
+        401,
+        ErrorCode.TOKEN_REVOKED,
+    )
+    check_error(
+        "login with the old password",
+        login.sync_detailed(
+            client=anonymous(), body=LoginByEmail(email=email, password=old_password)
+        ),
+        401,
+        ErrorCode.INVALID_CREDENTIALS,
+    )
+    after = login_pair("login with the new password", email, new_password)
+    me = check(
+        "reset: me", get_me.sync_detailed(client=bearer(after.access_token)), 200, User
+    )
+    # The link proved the mailbox.
+    check_address_fields("reset: me", me, verified=True)
+
+
 def logout_flow(pair: TokenPair) -> None:
     client = bearer(pair.access_token)
     check("logout", logout.sync_detailed(client=client), 204, None)
@@ -335,6 +484,7 @@ def main() -> int:
         employee_flow(tag, pair, user)
         catalog_flow(tag, pair)
         logout_flow(pair)
+        reset_flow(tag)
     except FlowError as err:
         print(f"FAIL {err}", file=sys.stderr)
         return 1

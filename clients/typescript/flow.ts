@@ -8,13 +8,19 @@
 //   TESSERA_BASE            http://127.0.0.1:PORT
 //   TESSERA_ADMIN_EMAIL     the root admin (to create a category and a product)
 //   TESSERA_ADMIN_PASSWORD
+//   TESSERA_LOG             the server's log: the service runs with the log
+//                           delivery of mail, and the password reset reads
+//                           its mailed link there (scripts/lib/mail-token)
 //
 // scripts/client-typescript does all of that; exits 1 with a message on the
 // first unexpected answer.
 
+import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
 import createClient from "openapi-fetch";
-import type { components, paths } from "./generated/schema.js";
+import type { components, operations, paths } from "./generated/schema.js";
 
 type Schemas = components["schemas"];
 type User = Schemas["User"];
@@ -27,6 +33,9 @@ type ProductPage = Schemas["ProductPage"];
 type ProductItem = Schemas["ProductItem"];
 type ErrorBody = Schemas["ErrorBody"];
 type ErrorCode = Schemas["ErrorCode"];
+// The body of the operation reset_password, by its operation id: a renamed
+// operation or a changed body is a compile error.
+type ResetBody = operations["reset_password"]["requestBody"]["content"]["application/json"];
 
 class FlowError extends Error {}
 
@@ -142,6 +151,33 @@ const suffix = randomBytes(6).toString("hex");
 const username = `ts_client.${suffix}`;
 const email = `ts-client-${suffix}@example.com`;
 const password = `pw-${suffix}-long-enough`;
+
+// Build output lives in clients/typescript/build/: the repository is three up.
+const mailToken = fileURLToPath(new URL("../../../scripts/lib/mail-token", import.meta.url));
+
+// The token of the newest reset link mailed to `address`, read from the
+// server log the way a user opens the mail (the helper waits for it).
+async function mailedResetToken(address: string): Promise<string> {
+    try {
+        const { stdout } = await promisify(execFile)(
+            "python3",
+            [mailToken, "--to", address, "--page", "reset-password", "--log", env("TESSERA_LOG")],
+            { timeout: 60_000 },
+        );
+        return stdout.trim();
+    } catch (e) {
+        const stderr = (e as { stderr?: unknown }).stderr;
+        fail(`no reset link mailed to ${address}: ${typeof stderr === "string" ? stderr.trim() : String(e)}`);
+    }
+}
+
+// The User carries email_verified and pending_email (null or absent: none pending).
+function checkAddressFields(what: string, u: User, verified: boolean): void {
+    const emailVerified: boolean = u.email_verified;
+    check(`${what}: email_verified is ${verified}`, emailVerified === verified, u);
+    const pending: string | null | undefined = u.pending_email;
+    check(`${what}: no pending_email`, pending === null || pending === undefined, u);
+}
 
 let user: User;
 let tokens: TokenPair;
@@ -281,6 +317,86 @@ step("logout", async () => {
     // The typed error of openapi-fetch itself: ErrorBody, its code an ErrorCode.
     const error: ErrorBody | undefined = r.error;
     check("logout: typed error code", error?.code === "TokenRevoked", error);
+});
+
+// Password reset through the mailed link: a fresh account, so the flow above
+// stays as it is.
+const resetEmail = `ts-reset-${suffix}@example.com`;
+const oldPassword = `old-${suffix}-long-enough`;
+const newPassword = `new-${suffix}-long-enough`;
+let resetUser: User;
+let before: TokenPair;
+let resetToken: string;
+
+step("reset: register and log in", async () => {
+    const r = await client.POST("/auth/register", {
+        body: { username: `ts_reset.${suffix}`, email: resetEmail, password: oldPassword },
+    });
+    resetUser = ok("POST /auth/register", r, 201);
+    checkAddressFields("reset: register", resetUser, false);
+    const login = await client.POST("/auth/login", { body: { email: resetEmail, password: oldPassword } });
+    before = ok("POST /auth/login", login, 200);
+    checkTokenPair("reset: login before", before, resetUser.id);
+});
+
+step("reset: forgot password", async () => {
+    const r = await client.POST("/auth/password/forgot", { body: { email: resetEmail } });
+    const accepted = ok("POST /auth/password/forgot", r, 202);
+    check("forgot: status accepted", accepted.status === "accepted", accepted);
+    // An address without an account gets the very same answer.
+    const unknown = ok(
+        "POST /auth/password/forgot (unknown address)",
+        await client.POST("/auth/password/forgot", { body: { email: `ts-nobody-${suffix}@example.com` } }),
+        202,
+    );
+    check("forgot: same answer for an unknown address", JSON.stringify(unknown) === JSON.stringify(accepted), unknown);
+});
+
+step("reset: read the mailed link", async () => {
+    resetToken = await mailedResetToken(resetEmail);
+    check("reset link: a 43-character base64url token", /^[A-Za-z0-9_-]{43}$/.test(resetToken), resetToken.length);
+});
+
+step("reset: a wrong token is LinkInvalid", async () => {
+    const body: ResetBody = { token: "A".repeat(43), new_password: newPassword };
+    const r = await client.POST("/auth/password/reset", { body });
+    refused("POST /auth/password/reset (wrong token)", r, 400, "LinkInvalid");
+});
+
+step("reset: set the new password", async () => {
+    const body: ResetBody = { token: resetToken, new_password: newPassword };
+    noContent("POST /auth/password/reset", await client.POST("/auth/password/reset", { body }));
+    const again: ResetBody = { token: resetToken, new_password: `third-${suffix}-long-enough` };
+    refused(
+        "POST /auth/password/reset (spent link)",
+        await client.POST("/auth/password/reset", { body: again }),
+        400,
+        "LinkInvalid",
+    );
+});
+
+step("reset: sessions from before are over", async () => {
+    const r = await client.GET("/users/me", { headers: bearer(before.access_token) });
+    refused("GET /users/me (session from before the reset)", r, 401, "TokenRevoked");
+});
+
+step("reset: the old password is refused, the new one works", async () => {
+    refused(
+        "POST /auth/login (old password)",
+        await client.POST("/auth/login", { body: { email: resetEmail, password: oldPassword } }),
+        401,
+        "InvalidCredentials",
+    );
+    const after: TokenPair = ok(
+        "POST /auth/login (new password)",
+        await client.POST("/auth/login", { body: { email: resetEmail, password: newPassword } }),
+        200,
+    );
+    checkTokenPair("login with the new password", after, resetUser.id);
+    const r = await client.GET("/users/me", { headers: bearer(after.access_token) });
+    const me: User = ok("GET /users/me", r, 200);
+    // The link proved the mailbox.
+    checkAddressFields("reset: me", me, true);
 });
 
 async function main(): Promise<void> {
