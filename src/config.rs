@@ -583,6 +583,9 @@ mod validate_tests {
         c.jwt_secret = Some(SecretString::from(SECRET.to_owned()));
         c.database_url = "postgres://tessera@db/tessera".into();
         c.redis_url = Some("redis://redis:6379/".into());
+        c.smtp_url = Some(SecretString::from(
+            "smtp://mail:587?tls=required".to_owned(),
+        ));
         c
     }
 
@@ -631,7 +634,12 @@ mod validate_tests {
         let mut c = Config::defaults();
         c.env = Environment::Production;
         let all = problems(&c);
-        for setting in ["TESSERA_JWT_SECRET", "DATABASE_URL", "REDIS_URL"] {
+        for setting in [
+            "TESSERA_JWT_SECRET",
+            "DATABASE_URL",
+            "REDIS_URL",
+            "TESSERA_SMTP_URL",
+        ] {
             assert!(all.contains(setting), "{setting} not named in: {all}");
         }
         // The same defaults are fine in development.
@@ -654,6 +662,20 @@ mod validate_tests {
         assert!(problems(&c).contains("REDIS_URL"));
         c.redis_url = Some(" ".into());
         assert!(problems(&c).contains("REDIS_URL"));
+        // Mail: an explicit choice, `log` included; a bad URL never.
+        let mut c = production();
+        c.smtp_url = Some(SecretString::from("log".to_owned()));
+        assert_eq!(c.validate(), Ok(()));
+        c.smtp_url = Some(SecretString::from("http://mail".to_owned()));
+        assert!(problems(&c).contains("TESSERA_SMTP_URL"));
+        c.smtp_url = None;
+        assert!(problems(&c).contains("TESSERA_SMTP_URL"));
+        let mut c = production();
+        c.mail_from = "not a mailbox".into();
+        assert!(problems(&c).contains("TESSERA_MAIL_FROM"));
+        c.mail_from = "Acme <no-reply@acme.example>".into();
+        c.public_url = Some("auth.acme.example".into());
+        assert!(problems(&c).contains("TESSERA_PUBLIC_URL"));
     }
 
     #[test]
