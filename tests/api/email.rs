@@ -53,6 +53,7 @@ mail_backends!(
     an_address_change_waits_for_the_new_mailbox,
     an_address_taken_meanwhile_is_a_conflict,
     nothing_usable_is_stored,
+    answers_never_wait_for_the_mail_server,
 );
 
 const NEW_PASSWORD: &str = "a brand new passphrase";
@@ -733,4 +734,48 @@ async fn nothing_usable_is_stored(b: Backend) {
     reset(&app, &reset_token, NEW_PASSWORD)
         .await
         .assert_status(204);
+}
+
+// ---------------------------------------------------------------- mail server faults
+
+/// A mail server that hangs or is down changes no answer and no latency;
+/// the mail arrives once it is back.
+async fn answers_never_wait_for_the_mail_server(b: Backend) {
+    use crate::helpers::smtp::MailServer;
+    use secrecy::SecretString;
+    let mut server = MailServer::start();
+    let url = server.url();
+    let app = spawn_app_with(b, |c| c.smtp_url = Some(SecretString::from(url.clone()))).await;
+    // Hanging: connections open, nothing answers (lettre's timeout is 10 s).
+    server.freeze();
+    let timed = |r: crate::helpers::Resp, start: Instant, status: u16| {
+        r.assert_status(status);
+        assert!(
+            start.elapsed() < Duration::from_secs(3),
+            "a request waited for the mail server: {:?}",
+            start.elapsed()
+        );
+    };
+    let start = Instant::now();
+    timed(
+        app.register("ann", &addr("ann"), PASSWORD).await,
+        start,
+        201,
+    );
+    // Let the sender get stuck on the hanging server.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let start = Instant::now();
+    timed(forgot(&app, &addr("ann")).await, start, 202);
+    server.thaw();
+    link_token(&app, &addr("ann"), "verify-email", 1).await;
+    let first = link_token(&app, &addr("ann"), "reset-password", 1).await;
+    // Down: connections refused.
+    server.stop();
+    let start = Instant::now();
+    timed(forgot(&app, &addr("ann")).await, start, 202);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let _back = MailServer::start_on(server.port);
+    let second = link_token(&app, &addr("ann"), "reset-password", 2).await;
+    assert_ne!(first, second);
+    reset(&app, &second, NEW_PASSWORD).await.assert_status(204);
 }

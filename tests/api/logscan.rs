@@ -6,7 +6,10 @@ use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};
 
 use crate::{
-    helpers::{Backend, fresh_postgres_db, shared_redis_url},
+    helpers::{
+        Backend, fresh_postgres_db, shared_redis_url,
+        smtp::{Mailbox, shared_mail_server},
+    },
     hygiene::Binary,
 };
 
@@ -15,6 +18,7 @@ const ADMIN_PASSWORD: &str = "Adm1n-Bootstrap-Pa55word";
 const PASSWORD: &str = "Corr3ct-Horse-Battery-St4ple";
 const WRONG_PASSWORD: &str = "Wr0ng-Guess-For-The-L0gs";
 const NEW_PASSWORD: &str = "N3w-Passw0rd-After-Change";
+const RESET_PASSWORD: &str = "Res3t-By-Mail-Passw0rd";
 
 struct Flow {
     client: Client,
@@ -68,6 +72,10 @@ impl Flow {
 
 async fn logs_of_a_full_flow_hold_no_secrets(b: Backend) {
     use reqwest::Method as M;
+    let mail_from = format!(
+        "Tessera <no-reply+{}@tessera.test>",
+        uuid::Uuid::new_v4().simple()
+    );
     let log = std::env::temp_dir().join(format!(
         "tessera-logscan-{}-{}.log",
         std::process::id(),
@@ -83,6 +91,11 @@ async fn logs_of_a_full_flow_hold_no_secrets(b: Backend) {
         ("TESSERA_JWT_SECRET", JWT_SECRET.into()),
         ("TESSERA_ADMIN_EMAIL", "root@example.com".into()),
         ("TESSERA_ADMIN_PASSWORD", ADMIN_PASSWORD.into()),
+        // Real SMTP delivery: a one-time link token must reach the mail
+        // and nothing else (the log delivery is the one place that prints
+        // them, by design).
+        ("TESSERA_SMTP_URL", shared_mail_server().to_owned()),
+        ("TESSERA_MAIL_FROM", mail_from.clone()),
     ];
     if b == Backend::PostgresRedis {
         env.push(("DATABASE_URL", fresh_postgres_db().await));
@@ -224,6 +237,83 @@ async fn logs_of_a_full_flow_hold_no_secrets(b: Backend) {
             .0,
         401
     );
+    // Recovery and verification by mail: the link tokens, and the password
+    // set through a link.
+    let mailbox = Mailbox::of_url(shared_mail_server());
+    let tokens_of = |page: &str| {
+        mailbox
+            .all()
+            .into_iter()
+            .filter(|m| mail_from.contains(m.envelope_from.as_str()) && m.is_to("ann@example.com"))
+            .filter(|m| m.text.contains(page))
+            .filter_map(|m| m.link_token())
+            .collect::<Vec<_>>()
+    };
+    // The token of the `n`th such mail (1-based), once it arrived.
+    let token_of = |page: &'static str, n: usize| {
+        let tokens_of = &tokens_of;
+        async move {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+            loop {
+                if let Some(t) = tokens_of(page).get(n - 1) {
+                    return t.clone();
+                }
+                assert!(std::time::Instant::now() < deadline, "no {page} mail {n}");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    };
+    // The registration's verification link died with the password change
+    // (every change of the account spends its links): a new one.
+    let (access, _) = f.login("ann@example.com", NEW_PASSWORD).await;
+    // The registration's mail went out or was dropped (its link is gone).
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let before = tokens_of("verify-email").len();
+    let (s, _) = f
+        .send(M::POST, "/auth/email/resend", Some(&access), None)
+        .await;
+    assert_eq!(s, 202);
+    let verify_token = token_of("verify-email", before + 1).await;
+    let (s, _) = f
+        .send(
+            M::POST,
+            "/auth/email/verify",
+            None,
+            Some(&json!({"token": verify_token})),
+        )
+        .await;
+    assert_eq!(s, 200);
+    let (s, _) = f
+        .send(
+            M::POST,
+            "/auth/password/forgot",
+            None,
+            Some(&json!({"email": "ann@example.com"})),
+        )
+        .await;
+    assert_eq!(s, 202);
+    let reset_token = token_of("reset-password", 1).await;
+    let (s, _) = f
+        .send(
+            M::POST,
+            "/auth/password/reset",
+            None,
+            Some(&json!({"token": reset_token, "new_password": RESET_PASSWORD})),
+        )
+        .await;
+    assert_eq!(s, 204);
+    // A wrong token too.
+    let (s, _) = f
+        .send(
+            M::POST,
+            "/auth/password/reset",
+            None,
+            Some(&json!({"token": reset_token, "new_password": RESET_PASSWORD})),
+        )
+        .await;
+    assert_eq!(s, 400);
+    f.login("ann@example.com", RESET_PASSWORD).await;
+
     // The bootstrapped admin.
     let (admin, _) = f.login("root@example.com", ADMIN_PASSWORD).await;
     assert_eq!(f.send(M::GET, "/users", Some(&admin), None).await.0, 200);
@@ -280,6 +370,9 @@ async fn logs_of_a_full_flow_hold_no_secrets(b: Backend) {
         ("password".into(), PASSWORD.into()),
         ("wrong password".into(), WRONG_PASSWORD.into()),
         ("new password".into(), NEW_PASSWORD.into()),
+        ("password set by a reset".into(), RESET_PASSWORD.into()),
+        ("verification link token".into(), verify_token.clone()),
+        ("reset link token".into(), reset_token.clone()),
         ("admin password".into(), ADMIN_PASSWORD.into()),
         ("JWT secret".into(), JWT_SECRET.into()),
         ("argon2 hash".into(), "$argon2".into()),
