@@ -70,7 +70,9 @@ pub(super) async fn apply_in(
     change: Change,
     notice: Option<Kind>,
 ) -> Result<Option<user::Model>, ApiError> {
-    let Some(current) = user::Entity::find_by_id(user_id).one(&txn).await? else {
+    // The row is locked first (PostgreSQL), before any of its links: the
+    // one lock order of every change, reset and verification.
+    let Some(current) = super::recovery::lock_user(&txn, user_id).await? else {
         return Ok(None);
     };
     if removes_an_admin(&current, &change) {

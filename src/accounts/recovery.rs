@@ -121,19 +121,24 @@ pub async fn reset(
             .await?;
     // A look first, so a wrong token costs no password hash; the link is
     // spent below, in the transaction of the change.
-    let Some(user_id) = peek(state, token, Purpose::Reset).await? else {
+    let Some(user_id) = peek(state, token, &[Purpose::Reset]).await? else {
         attempt.invalid();
         return Err(ApiError::LinkInvalid);
     };
     let caller = Caller::new(client_ip, Some(LimitKey::Account(user_id)));
     let hash = state.passwords.hash(new_password, &caller).await?;
     let txn = state.db.begin().await?;
+    // The user's row first, as every account change locks it first
+    // (`changes::apply_in`): one lock order, no deadlock with a change.
+    let Some(current) = lock_user(&txn, user_id).await? else {
+        return Err(ApiError::LinkInvalid);
+    };
     // Of concurrent resets with one link, one gets the row; the others
     // wait for its commit (PostgreSQL) or the writer (SQLite) and find none.
     let link = links::consume(&txn, token, &[Purpose::Reset]).await?;
-    let Some(current) = user::Entity::find_by_id(link.user_id).one(&txn).await? else {
+    if link.user_id != user_id {
         return Err(ApiError::LinkInvalid);
-    };
+    }
     if current.blocked {
         // A link created while a block was being applied.
         return Err(ApiError::LinkInvalid);
@@ -160,22 +165,35 @@ pub async fn reset(
     Ok(())
 }
 
-/// The user a live link of `purpose` with `token` belongs to, without
-/// spending it.
+/// The user a live link of one of `purposes` with `token` belongs to,
+/// without spending it.
 pub(super) async fn peek(
     state: &AppState,
     token: &str,
-    purpose: Purpose,
+    purposes: &[Purpose],
 ) -> Result<Option<Uuid>, ApiError> {
     if !links::well_formed(token) {
         return Ok(None);
     }
     let found = entity::one_time_link::Entity::find()
         .filter(entity::one_time_link::Column::TokenHash.eq(links::hash(token)))
-        .filter(entity::one_time_link::Column::Purpose.eq(purpose.as_str()))
+        .filter(entity::one_time_link::Column::Purpose.is_in(purposes.iter().map(|p| p.as_str())))
         .one(&state.db)
         .await?;
     Ok(found
         .filter(|l| l.expires_at > chrono::Utc::now())
         .map(|l| l.user_id))
+}
+
+/// The user's row, locked until the transaction ends (`FOR UPDATE` on
+/// PostgreSQL; SQLite's one writer needs no lock).
+pub(super) async fn lock_user(
+    txn: &sea_orm::DatabaseTransaction,
+    id: Uuid,
+) -> Result<Option<user::Model>, ApiError> {
+    use sea_orm::QuerySelect;
+    Ok(user::Entity::find_by_id(id)
+        .lock_exclusive()
+        .one(txn)
+        .await?)
 }

@@ -4,7 +4,7 @@
 
 use chrono::Utc;
 use entity::user;
-use sea_orm::{ActiveModelTrait, ActiveValue::Set, ConnectionTrait, EntityTrait, TransactionTrait};
+use sea_orm::{ActiveModelTrait, ActiveValue::Set, ConnectionTrait, TransactionTrait};
 
 use super::{email_key, ensure_free};
 use crate::{
@@ -103,20 +103,21 @@ pub async fn verify(
     let attempt =
         limits::begin_link_attempt(&*state.tokens.store, state.settings.login_limits, client_ip)
             .await?;
-    let txn = state.db.begin().await?;
-    let link = match links::consume(&txn, token, &[Purpose::Verify, Purpose::EmailChange]).await {
-        Ok(link) => link,
-        Err(e) => {
-            if matches!(e, ApiError::LinkInvalid) {
-                attempt.invalid();
-            }
-            return Err(e);
-        }
-    };
-    attempt.valid().await;
-    let Some(current) = user::Entity::find_by_id(link.user_id).one(&txn).await? else {
+    const PURPOSES: &[Purpose] = &[Purpose::Verify, Purpose::EmailChange];
+    let Some(user_id) = super::recovery::peek(state, token, PURPOSES).await? else {
+        attempt.invalid();
         return Err(ApiError::LinkInvalid);
     };
+    attempt.valid().await;
+    let txn = state.db.begin().await?;
+    // The user's row first, the lock order of every account change.
+    let Some(current) = super::recovery::lock_user(&txn, user_id).await? else {
+        return Err(ApiError::LinkInvalid);
+    };
+    let link = links::consume(&txn, token, PURPOSES).await?;
+    if link.user_id != user_id {
+        return Err(ApiError::LinkInvalid);
+    }
     let purpose = Purpose::parse(&link.purpose);
     let mut model: user::ActiveModel = current.clone().into();
     model.email_verified = Set(true);

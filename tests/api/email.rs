@@ -54,6 +54,8 @@ mail_backends!(
     an_address_taken_meanwhile_is_a_conflict,
     nothing_usable_is_stored,
     answers_never_wait_for_the_mail_server,
+    concurrent_verifications_have_one_winner,
+    an_address_confirmation_racing_a_password_change_is_consistent,
 );
 
 const NEW_PASSWORD: &str = "a brand new passphrase";
@@ -778,4 +780,112 @@ async fn answers_never_wait_for_the_mail_server(b: Backend) {
     let second = link_token(&app, &addr("ann"), "reset-password", 2).await;
     assert_ne!(first, second);
     reset(&app, &second, NEW_PASSWORD).await.assert_status(204);
+}
+
+async fn concurrent_verifications_have_one_winner(b: Backend) {
+    let app = spawn_app(b).await;
+    app.user("ann").await;
+    let token = link_token(&app, &addr("ann"), "verify-email", 1).await;
+    let results = race(10, |_| {
+        let app = app.clone();
+        let token = token.clone();
+        async move {
+            let r = verify_email(&app, &token).await;
+            (r.status.as_u16(), r.body["code"].clone())
+        }
+    })
+    .await;
+    assert_eq!(
+        results.iter().filter(|(s, _)| *s == 200).count(),
+        1,
+        "{results:?}"
+    );
+    assert!(
+        results
+            .iter()
+            .all(|(s, c)| *s == 200 || (*s == 400 && c == "LinkInvalid")),
+        "{results:?}"
+    );
+}
+
+/// An address confirmation and a password change at once: both lock the
+/// account's row first, so neither deadlocks nor errs; a change that lands
+/// first spends the link.
+async fn an_address_confirmation_racing_a_password_change_is_consistent(b: Backend) {
+    let app = spawn_app(b).await;
+    app.user("ann").await;
+    // The registration's mail is verification mail 1 to ann.
+    link_token(&app, &addr("ann"), "verify-email", 1).await;
+    let mut password = PASSWORD.to_owned();
+    let mut back_mails = 0;
+    for round in 1..=RACE_ROUNDS {
+        let t = app.login_email(&addr("ann"), &password).await;
+        t.assert_status(200);
+        let access = t.str("access_token");
+        let new_email = format!("ann{round}@example.com");
+        app.send_json(
+            Method::PATCH,
+            "/users/me",
+            &json!({"email": new_email}),
+            Some(&access),
+        )
+        .await
+        .assert_status(200);
+        let token = link_token(&app, &new_email, "verify-email", 1).await;
+        let next = format!("password of round {round}");
+        let results = race(2, |i| {
+            let app = app.clone();
+            let (token, access, password, next) = (
+                token.clone(),
+                access.clone(),
+                password.clone(),
+                next.clone(),
+            );
+            async move {
+                if i == 0 {
+                    verify_email(&app, &token).await.status.as_u16()
+                } else {
+                    app.send_json(
+                        Method::PUT,
+                        "/users/me/password",
+                        &json!({"current_password": password, "new_password": next}),
+                        Some(&access),
+                    )
+                    .await
+                    .status
+                    .as_u16()
+                }
+            }
+        })
+        .await;
+        assert_eq!(results[1], 204, "the password change: {results:?}");
+        assert!([200, 400].contains(&results[0]), "{results:?}");
+        password = next;
+        // The account's address is the new one exactly when the link won.
+        let current = if results[0] == 200 {
+            new_email.clone()
+        } else {
+            addr("ann")
+        };
+        app.login_email(&current, &password)
+            .await
+            .assert_status(200);
+        if results[0] == 200 {
+            // Back to the old address for the next round, at once (the
+            // address is free); confirmation needed again.
+            let t = app.login_email(&current, &password).await;
+            let access = t.str("access_token");
+            app.send_json(
+                Method::PATCH,
+                "/users/me",
+                &json!({"email": addr("ann")}),
+                Some(&access),
+            )
+            .await
+            .assert_status(200);
+            let back = link_token(&app, &addr("ann"), "verify-email", back_mails + 2).await;
+            back_mails += 1;
+            verify_email(&app, &back).await.assert_status(200);
+        }
+    }
 }
