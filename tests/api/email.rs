@@ -56,6 +56,7 @@ mail_backends!(
     answers_never_wait_for_the_mail_server,
     concurrent_verifications_have_one_winner,
     an_address_confirmation_racing_a_password_change_is_consistent,
+    links_are_built_from_the_configured_urls,
 );
 
 const NEW_PASSWORD: &str = "a brand new passphrase";
@@ -888,4 +889,53 @@ async fn an_address_confirmation_racing_a_password_change_is_consistent(b: Backe
             verify_email(&app, &back).await.assert_status(200);
         }
     }
+}
+
+/// Links come from `TESSERA_PUBLIC_URL` (or `TESSERA_LINK_BASE_URL`), never
+/// from the request's `Host`.
+async fn links_are_built_from_the_configured_urls(b: Backend) {
+    let app = spawn_app_with(b, |c| {
+        c.public_url = Some("https://auth.example.com/".into())
+    })
+    .await;
+    let r = app
+        .send(
+            app.request(Method::POST, "/auth/register", None)
+                .header("host", "evil.example")
+                .header("x-forwarded-host", "evil.example")
+                .json(&json!({"username": "ann", "email": addr("ann"), "password": PASSWORD})),
+        )
+        .await;
+    r.assert_status(201);
+    link_token(&app, &addr("ann"), "verify-email", 1).await;
+    let link = app.mails_to(&addr("ann"))[0].link().expect("a link");
+    assert!(
+        link.starts_with("https://auth.example.com/account/verify-email#token="),
+        "{link}"
+    );
+
+    let app = spawn_app_with(b, |c| {
+        c.link_base_url = Some("https://app.example/auth/".into())
+    })
+    .await;
+    app.user("ann").await;
+    forgot(&app, &addr("ann")).await.assert_status(202);
+    link_token(&app, &addr("ann"), "reset-password", 1).await;
+    let links: Vec<String> = app
+        .mails_to(&addr("ann"))
+        .iter()
+        .filter_map(|m| m.link())
+        .collect();
+    assert!(
+        links
+            .iter()
+            .any(|l| l.starts_with("https://app.example/auth/reset-password#token=")),
+        "{links:?}"
+    );
+    assert!(
+        links
+            .iter()
+            .all(|l| l.starts_with("https://app.example/auth/")),
+        "{links:?}"
+    );
 }
