@@ -283,6 +283,15 @@ pub struct Config {
     )]
     pub mail_per_ip: u32,
 
+    /// Browser sessions: `/auth/browser/*` and cookie authentication.
+    #[arg(long = "cookies", env = "TESSERA_COOKIES", default_value_t = false, action = clap::ArgAction::Set)]
+    pub cookies: bool,
+
+    /// `Secure` cookies with the `__Host-`/`__Secure-` prefixes; `false` only
+    /// for development over plain HTTP (refused in production).
+    #[arg(long = "cookie-secure", env = "TESSERA_COOKIE_SECURE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub cookie_secure: bool,
+
     /// Server key of data at rest (one-time link tokens; TOTP secrets);
     /// unset: derived from the signing secret.
     #[arg(long = "data-key", env = "TESSERA_DATA_KEY", value_parser = parse_secret, hide_env_values = true)]
@@ -487,6 +496,12 @@ impl Config {
             ));
         }
         if self.env == Environment::Production {
+            if !self.cookie_secure {
+                problems.push(
+                    "TESSERA_COOKIE_SECURE=false: cookies without Secure are for plain-HTTP development only"
+                        .into(),
+                );
+            }
             if self.smtp_url.is_none() {
                 problems.push(
                     "TESSERA_SMTP_URL is not set: production needs a mail server for recovery and verification mails (or `log` to keep writing them to the log)"

@@ -30,6 +30,7 @@ pub enum ErrorCode {
     AdminRequired,
     UserBlocked,
     EmailNotVerified,
+    CsrfFailed,
     NotFound,
     MethodNotAllowed,
     Conflict,
@@ -84,6 +85,10 @@ pub enum ApiError {
         "Verify your email address first: follow the link in the mail we sent (or ask for a new one)."
     )]
     EmailNotVerified,
+    #[error(
+        "This cookie-authenticated request needs the session's X-CSRF-Token header and an allowed Origin."
+    )]
+    CsrfFailed,
     #[error("{0}")]
     NotFound(String),
     #[error("This method is not allowed on this route.")]
@@ -140,6 +145,7 @@ impl ApiError {
             AdminRequired => ErrorCode::AdminRequired,
             UserBlocked => ErrorCode::UserBlocked,
             EmailNotVerified => ErrorCode::EmailNotVerified,
+            CsrfFailed => ErrorCode::CsrfFailed,
             NotFound(_) => ErrorCode::NotFound,
             MethodNotAllowed { .. } => ErrorCode::MethodNotAllowed,
             Conflict(_) => ErrorCode::Conflict,
@@ -158,7 +164,7 @@ impl ApiError {
             BadRequest(_) | LinkInvalid => StatusCode::BAD_REQUEST,
             TokenMissing | TokenInvalid | TokenExpired | TokenRevoked | TokenReused
             | FreshTokenNeeded | InvalidCredentials => StatusCode::UNAUTHORIZED,
-            AdminRequired | UserBlocked | EmailNotVerified => StatusCode::FORBIDDEN,
+            AdminRequired | UserBlocked | EmailNotVerified | CsrfFailed => StatusCode::FORBIDDEN,
             NotFound(_) => StatusCode::NOT_FOUND,
             MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Conflict(_) => StatusCode::CONFLICT,

@@ -46,6 +46,52 @@ pub struct AppState {
     pub passwords: Passwords,
     pub settings: Settings,
     pub mail: crate::mail::MailSettings,
+    pub browser: BrowserSettings,
+}
+
+/// Browser sessions (API.md "Browser sessions"): `TESSERA_COOKIES`, the
+/// cookies' `Secure` flag and names, the CSRF key, and the origins an
+/// unsafe cookie-authenticated request may come from.
+#[derive(Debug, Clone)]
+pub struct BrowserSettings {
+    pub enabled: bool,
+    pub jar: crate::auth::cookies::CookieJar,
+    pub csrf_key: crate::auth::csrf::CsrfKey,
+    /// The service's own origin (`scheme://host[:port]` of `TESSERA_PUBLIC_URL`).
+    pub own_origin: String,
+    /// `TESSERA_CORS_ORIGINS` when it lists origins (never `*`).
+    pub cors_origins: Vec<String>,
+}
+
+impl BrowserSettings {
+    /// Whether an `Origin` (lowercased) may send unsafe cookie requests.
+    pub fn origin_allowed(&self, origin: &str) -> bool {
+        origin == self.own_origin || self.cors_origins.iter().any(|o| o == origin)
+    }
+
+    fn from_config(config: &Config, key_material: &[u8]) -> Self {
+        let public = crate::mail::public_url(config).to_ascii_lowercase();
+        // The origin is the URL without its path.
+        let own_origin = match public.split_once("://") {
+            Some((scheme, rest)) => {
+                format!("{scheme}://{}", rest.split('/').next().unwrap_or(rest))
+            }
+            None => public,
+        };
+        let cors_origins = match crate::http::CorsPolicy::parse(config.cors_origins.as_deref()) {
+            Ok(Some(crate::http::CorsPolicy::Origins(list))) => list,
+            _ => Vec::new(),
+        };
+        Self {
+            enabled: config.cookies,
+            jar: crate::auth::cookies::CookieJar {
+                secure: config.cookie_secure,
+            },
+            csrf_key: crate::auth::csrf::CsrfKey::derive(key_material),
+            own_origin,
+            cors_origins,
+        }
+    }
 }
 
 /// What every pool of ours shares: 5 s to connect and to wait for a
@@ -229,11 +275,15 @@ fn key_ring(config: &Config) -> anyhow::Result<KeyRing> {
     Ok(keys)
 }
 
-/// What one-time link tokens are derived from when `TESSERA_DATA_KEY` is
-/// unset: the HS256 secret, else the Ed25519 key file, else random (links
-/// then die with the process, like its tokens).
-fn link_key_material(config: &Config) -> anyhow::Result<Vec<u8>> {
+/// What the server's own keys (one-time link tokens, CSRF tokens) are
+/// derived from: `TESSERA_DATA_KEY`, else the HS256 secret, else the
+/// Ed25519 key file, else random (links and CSRF tokens then die with the
+/// process, like its tokens).
+fn server_key_material(config: &Config) -> anyhow::Result<Vec<u8>> {
     use secrecy::ExposeSecret;
+    if let Some(k) = &config.data_key {
+        return Ok(k.expose_secret().as_bytes().to_vec());
+    }
     if let Some(s) = &config.jwt_secret {
         return Ok(s.expose_secret().as_bytes().to_vec());
     }
@@ -275,7 +325,9 @@ impl AppState {
         }
         // Key files are read before anything connects: a bad key fails fast.
         let keys = key_ring(config)?;
-        let mail = crate::mail::MailSettings::from_config(config, &link_key_material(config)?)?;
+        let key_material = server_key_material(config)?;
+        let mail = crate::mail::MailSettings::from_config(config, &key_material)?;
+        let browser = BrowserSettings::from_config(config, &key_material);
         if matches!(mail.delivery, crate::mail::Delivery::Log) {
             tracing::warn!(
                 "TESSERA_SMTP_URL is not set (or `log`): mails, with their links, are written to the log instead of being sent"
@@ -346,6 +398,7 @@ impl AppState {
             tokens,
             passwords,
             mail,
+            browser,
             settings: Settings {
                 max_body_bytes: config.max_body_bytes,
                 cors_origins: config.cors_origins.clone(),

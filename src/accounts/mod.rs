@@ -283,11 +283,18 @@ pub async fn update_profile(
         problems.check("email", validation::email(e));
     }
     problems.into_result()?;
-    // Sending the current address again cancels a pending change.
-    let cancels_pending = change.email.is_some()
-        && matches!(email_change, EmailChange::Same)
-        && current.pending_email.is_some();
-    if change.username.is_none() && !cancels_pending && matches!(email_change, EmailChange::Same) {
+    // Sending the current address again cancels a pending change; a new
+    // spelling of it (case, Unicode form) applies at once.
+    let cancels_pending =
+        matches!(email_change, EmailChange::Respell(_)) && current.pending_email.is_some();
+    let respelt = match &email_change {
+        EmailChange::Respell(e) if validation::email_as_stored(e) != current.email => {
+            Some(validation::email_as_stored(e))
+        }
+        _ => None,
+    };
+    let changes_email = matches!(email_change, EmailChange::To(_));
+    if change.username.is_none() && !cancels_pending && respelt.is_none() && !changes_email {
         return Ok(current);
     }
     let new_email_key = match &email_change {
@@ -321,6 +328,9 @@ pub async fn update_profile(
     if cancels_pending {
         model.pending_email = Set(None);
         crate::mail::links::forget_all(&txn, current.id).await?;
+    }
+    if let Some(e) = respelt {
+        model.email = Set(e);
     }
     model.updated_at = Set(Utc::now());
     let after = model.update(&txn).await?;

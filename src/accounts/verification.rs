@@ -181,19 +181,23 @@ pub async fn resend(
 
 /// What an email in `PATCH /users/me` does, given the current row.
 pub enum EmailChange {
-    /// No email in the body, or the current one: nothing (a pending change
-    /// is cancelled when the current address is sent again).
+    /// No email in the body: nothing.
     Same,
+    /// The current address (the same key), perhaps spelt differently (case,
+    /// Unicode form): the spelling applies at once, and a pending change is
+    /// cancelled.
+    Respell(String),
     /// Another address.
     To(String),
 }
 
 pub fn email_change(current: &user::Model, email: Option<&str>) -> EmailChange {
     match email {
-        Some(e) if entity::email_key::email_key(e).as_deref() != Some(&current.email_key) => {
-            EmailChange::To(e.to_owned())
+        None => EmailChange::Same,
+        Some(e) if entity::email_key::email_key(e).as_deref() == Some(&current.email_key) => {
+            EmailChange::Respell(e.to_owned())
         }
-        _ => EmailChange::Same,
+        Some(e) => EmailChange::To(e.to_owned()),
     }
 }
 

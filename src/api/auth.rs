@@ -12,7 +12,7 @@ use uuid::Uuid;
 use super::{
     Tag,
     responses::{Created, NoContent},
-    security::{Access, Refresh},
+    security::{Access, GatewayAccess, Refresh},
     text::{Email, Password, Text, Username},
     users::User,
 };
@@ -235,7 +235,7 @@ impl AuthApi {
 
     /// Check an access token (gateway forward-auth).
     #[oai(path = "/auth/verify", method = "get", operation_id = "verify")]
-    async fn verify(&self, auth: Access) -> ApiResult<VerifyResponse> {
+    async fn verify(&self, auth: GatewayAccess) -> ApiResult<VerifyResponse> {
         let c = auth.0;
         let role = c.role();
         Ok(VerifyResponse::Ok(

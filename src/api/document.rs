@@ -95,6 +95,8 @@ fn errors_of(operation_id: &str) -> Option<&'static [u16]> {
         "update_me" | "put_me" => &[400, 401, 409, 413, 415, 422, 429, 500, 503],
         "create_category" | "create_product" => &[400, 401, 409, 413, 415, 422, 500, 503],
         "change_password" => &[400, 401, 413, 415, 422, 429, 500, 503],
+        "browser_login" => &[400, 401, 403, 404, 413, 415, 422, 429, 500, 503],
+        "browser_refresh" | "browser_logout" => &[401, 403, 404, 500, 503],
         "forgot_password" | "reset_password" => &[400, 413, 415, 422, 429, 500, 503],
         "verify_email" => &[400, 409, 413, 415, 429, 500, 503],
         "resend_verification" => &[401, 409, 429, 500, 503],
@@ -184,21 +186,26 @@ fn output_shapes(doc: &mut Value) {
 pub fn value() -> Value {
     let mut doc: Value = serde_json::from_str(&super::service().spec()).unwrap_or(Value::Null);
     if let Some(paths) = doc["paths"].as_object_mut() {
-        for op in paths
+        for (method, op) in paths
             .values_mut()
             .filter_map(Value::as_object_mut)
-            .flat_map(|item| item.values_mut())
+            .flat_map(|item| item.iter_mut())
         {
             let Some(errors) = op["operationId"].as_str().and_then(errors_of) else {
                 continue;
             };
+            // 403 `CsrfFailed`: an unsafe method authenticated by the cookie.
+            let csrf = method != "get"
+                && op["security"]
+                    .as_array()
+                    .is_some_and(|s| s.iter().any(|r| r.get("accessCookie").is_some()));
             if let Some(responses) = op["responses"].as_object_mut() {
                 // 400 everywhere: any request with two `Authorization`
                 // headers (API.md "ambiguous requests").
                 responses.retain(|status, _| {
-                    status
-                        .parse::<u16>()
-                        .map_or(true, |s| s <= 400 || errors.contains(&s))
+                    status.parse::<u16>().map_or(true, |s| {
+                        s <= 400 || errors.contains(&s) || (csrf && s == 403)
+                    })
                 });
             }
         }

@@ -3,6 +3,7 @@
 use poem_openapi::{OpenApiService, Tags};
 
 pub mod auth;
+pub mod browser;
 pub mod catalog;
 pub mod client;
 pub mod document;
@@ -37,6 +38,7 @@ pub enum Tag {
 
 pub type Apis = (
     auth::AuthApi,
+    browser::BrowserApi,
     email::EmailApi,
     users::UsersApi,
     employees::EmployeesApi,
@@ -50,6 +52,7 @@ pub fn service() -> OpenApiService<Apis, ()> {
     OpenApiService::new(
         (
             auth::AuthApi,
+            browser::BrowserApi,
             email::EmailApi,
             users::UsersApi,
             employees::EmployeesApi,

@@ -3,11 +3,15 @@
 
 use std::sync::Arc;
 
-use poem::Request;
+use poem::{Request, http::Method};
 use poem_openapi::{SecurityScheme, auth::Bearer};
 
 use crate::{
-    auth::claims::{Claims, Role},
+    auth::{
+        claims::{Claims, Role},
+        cookies::Cookie,
+        csrf::{self, Via},
+    },
     error::ApiError,
     state::AppState,
 };
@@ -22,6 +26,8 @@ fn state(req: &Request) -> Result<&Arc<AppState>, ApiError> {
 struct Demand {
     admin: bool,
     fresh: bool,
+    /// Forward-auth: CSRF judges `X-Forwarded-Method` / `X-Original-Method`.
+    gateway: bool,
 }
 
 /// Role before freshness (API.md's error precedence).
@@ -35,48 +41,176 @@ fn demand(claims: Claims, d: Demand) -> Result<Claims, ApiError> {
     Ok(claims)
 }
 
-async fn checked(req: &Request, bearer: Bearer, d: Demand) -> poem::Result<Claims> {
-    let claims = state(req)?.tokens.authorize_access(&bearer.token).await?;
-    Ok(demand(claims, d)?)
+/// Where a request's access token came from.
+enum Credential {
+    Header(String),
+    Cookie(String),
 }
 
-/// Declares a bearer scheme on the `accessToken` security scheme whose
-/// checker verifies the token, checks the store, then the role and freshness.
+/// The access token of `req`: the `Authorization` header when there is one
+/// (it alone decides: a bad header is never saved by a cookie), else the
+/// access cookie when `TESSERA_COOKIES` is on. `None`: neither was sent.
+fn credential(req: &Request, state: &AppState) -> Result<Option<Credential>, ApiError> {
+    if req
+        .headers()
+        .contains_key(poem::http::header::AUTHORIZATION)
+    {
+        let bearer = <Bearer as poem_openapi::auth::BearerAuthorization>::from_request(req)
+            .map_err(|_| ApiError::TokenMissing)?;
+        return Ok(Some(Credential::Header(bearer.token)));
+    }
+    if !state.browser.enabled {
+        return Ok(None);
+    }
+    let cookies = req.headers().get_all(poem::http::header::COOKIE);
+    Ok(state
+        .browser
+        .jar
+        .read(Cookie::Access, cookies.iter())
+        .map(Credential::Cookie))
+}
+
+/// The method a CSRF check judges: the request's own, or for a gateway's
+/// forward-auth call (`/auth/verify`) the original request's, named by
+/// `X-Forwarded-Method` (Traefik) or `X-Original-Method` (ingress-nginx).
+/// An unreadable one counts as unsafe (fail closed).
+fn judged_method(req: &Request, gateway: bool) -> Method {
+    if !gateway {
+        return req.method().clone();
+    }
+    let named = ["x-forwarded-method", "x-original-method"]
+        .iter()
+        .find_map(|h| req.headers().get(*h));
+    match named {
+        None => req.method().clone(),
+        Some(v) => v
+            .to_str()
+            .ok()
+            .and_then(|m| Method::from_bytes(m.trim().to_ascii_uppercase().as_bytes()).ok())
+            .unwrap_or(Method::POST),
+    }
+}
+
+/// The CSRF rule (`auth::csrf`) for a request authenticated `via` a header
+/// or a cookie, for session `sid`.
+pub(crate) fn csrf_guard(
+    req: &Request,
+    state: &AppState,
+    sid: uuid::Uuid,
+    via: Via,
+    gateway: bool,
+) -> Result<(), ApiError> {
+    if via == Via::Header {
+        return Ok(());
+    }
+    let method = judged_method(req, gateway);
+    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+    let expected = state.browser.csrf_key.token(sid);
+    csrf::check(
+        &csrf::Attempt {
+            method: &method,
+            via,
+            header_token: header("x-csrf-token"),
+            origin: header("origin"),
+            expected: &expected,
+        },
+        |o| state.browser.origin_allowed(o),
+    )
+}
+
+/// Authentication (header or cookie), then CSRF right after it, then the
+/// role and freshness (API.md's error precedence).
+async fn authenticate(req: &Request, d: Demand) -> Result<Claims, ApiError> {
+    let state = state(req)?;
+    let Some(cred) = credential(req, state)? else {
+        return Err(ApiError::TokenMissing);
+    };
+    let (token, via) = match &cred {
+        Credential::Header(t) => (t, Via::Header),
+        Credential::Cookie(t) => (t, Via::Cookie),
+    };
+    let claims = state.tokens.authorize_access(token).await?;
+    csrf_guard(req, state, claims.sid, via, d.gateway)?;
+    demand(claims, d)
+}
+
+/// Documents the bearer form of an access token (`Authorization: Bearer`).
+/// The `access_token` from POST /auth/login (or /auth/refresh).
+#[derive(SecurityScheme)]
+#[oai(rename = "accessToken", ty = "bearer", bearer_format = "JWT")]
+#[allow(dead_code)]
+struct AccessBearer(Bearer);
+
+/// The access token in the browser-session cookie (`TESSERA_COOKIES=true`;
+/// `tessera-access` when `TESSERA_COOKIE_SECURE=false`). Unsafe methods
+/// also need the `X-CSRF-Token` header. A request with an `Authorization`
+/// header is judged by the header alone.
+#[derive(SecurityScheme)]
+#[oai(
+    rename = "accessCookie",
+    ty = "api_key",
+    key_name = "__Host-tessera-access",
+    key_in = "cookie"
+)]
+#[allow(dead_code)]
+struct AccessCookie(poem_openapi::auth::ApiKey);
+
+/// Declares an extractor that takes the access token from the header or the
+/// cookie (both documented as alternatives), checks it, CSRF, the role and
+/// freshness; only it can make its value, so a handler cannot skip a check.
 macro_rules! access_scheme {
-    ($(#[$doc:meta])* $name:ident, $checker:ident, $checker_name:literal, admin: $admin:expr, fresh: $fresh:expr) => {
+    ($(#[$doc:meta])* $name:ident, admin: $admin:expr, fresh: $fresh:expr, gateway: $gateway:expr) => {
         $(#[$doc])*
-        #[derive(SecurityScheme)]
-        #[oai(
-            rename = "accessToken",
-            ty = "bearer",
-            bearer_format = "JWT",
-            checker = $checker_name
-        )]
         pub struct $name(pub Claims);
 
-        async fn $checker(req: &Request, bearer: Bearer) -> poem::Result<Claims> {
-            let demand = Demand { admin: $admin, fresh: $fresh };
-            checked(req, bearer, demand).await
+        impl<'a> poem_openapi::ApiExtractor<'a> for $name {
+            const TYPES: &'static [poem_openapi::ApiExtractorType] =
+                &[poem_openapi::ApiExtractorType::SecurityScheme];
+            type ParamType = ();
+            type ParamRawType = ();
+
+            fn register(registry: &mut poem_openapi::registry::Registry) {
+                <AccessBearer as poem_openapi::ApiExtractor>::register(registry);
+                <AccessCookie as poem_openapi::ApiExtractor>::register(registry);
+            }
+
+            fn security_schemes() -> Vec<&'static str> {
+                vec!["accessToken", "accessCookie"]
+            }
+
+            async fn from_request(
+                req: &'a Request,
+                _body: &mut poem::RequestBody,
+                _opts: poem_openapi::ExtractParamOptions<()>,
+            ) -> poem::Result<Self> {
+                let demand = Demand { admin: $admin, fresh: $fresh, gateway: $gateway };
+                Ok(Self(authenticate(req, demand).await?))
+            }
         }
     };
 }
 
 access_scheme!(
-    /// The `access_token` from POST /auth/login (or /auth/refresh): valid,
-    /// unrevoked. Every protected operation but /auth/refresh takes it.
-    Access, check_access, "check_access", admin: false, fresh: false
+    /// A valid, unrevoked access token. Every protected operation but
+    /// /auth/refresh takes it.
+    Access, admin: false, fresh: false, gateway: false
 );
 access_scheme!(
     /// A fresh access token: one issued by a password login, not by a refresh.
-    Fresh, check_fresh, "check_fresh", admin: false, fresh: true
+    Fresh, admin: false, fresh: true, gateway: false
 );
 access_scheme!(
     /// An administrator's access token.
-    Admin, check_admin, "check_admin", admin: true, fresh: false
+    Admin, admin: true, fresh: false, gateway: false
 );
 access_scheme!(
     /// A fresh administrator's access token (role is checked before freshness).
-    AdminFresh, check_admin_fresh, "check_admin_fresh", admin: true, fresh: true
+    AdminFresh, admin: true, fresh: true, gateway: false
+);
+access_scheme!(
+    /// `/auth/verify`: as `Access`, but a gateway's forward-auth call is
+    /// judged by the original request's method for CSRF.
+    GatewayAccess, admin: false, fresh: false, gateway: true
 );
 
 /// The `refresh_token` from POST /auth/login (or /auth/refresh); only
@@ -96,6 +230,84 @@ async fn check_refresh(req: &Request, bearer: Bearer) -> poem::Result<Claims> {
     Ok(state(req)?.tokens.verify_refresh(&bearer.token)?)
 }
 
+/// The refresh token in the browser-session cookie
+/// (`__Secure-tessera-refresh`, sent only to /auth/browser/*). Only
+/// POST /auth/browser/refresh takes it (with `X-CSRF-Token`).
+#[derive(SecurityScheme)]
+#[oai(
+    rename = "refreshCookie",
+    ty = "api_key",
+    key_name = "__Secure-tessera-refresh",
+    key_in = "cookie"
+)]
+#[allow(dead_code)]
+struct RefreshCookieScheme(poem_openapi::auth::ApiKey);
+
+/// The refresh cookie's value, if sent (never an error: the handler answers
+/// a missing or bad one itself, clearing the cookies).
+pub struct RefreshCookie(pub Option<String>);
+
+impl<'a> poem_openapi::ApiExtractor<'a> for RefreshCookie {
+    const TYPES: &'static [poem_openapi::ApiExtractorType] =
+        &[poem_openapi::ApiExtractorType::SecurityScheme];
+    type ParamType = ();
+    type ParamRawType = ();
+
+    fn register(registry: &mut poem_openapi::registry::Registry) {
+        <RefreshCookieScheme as poem_openapi::ApiExtractor>::register(registry);
+    }
+
+    fn security_schemes() -> Vec<&'static str> {
+        vec!["refreshCookie"]
+    }
+
+    async fn from_request(
+        req: &'a Request,
+        _body: &mut poem::RequestBody,
+        _opts: poem_openapi::ExtractParamOptions<()>,
+    ) -> poem::Result<Self> {
+        let state = state(req)?;
+        let cookies = req.headers().get_all(poem::http::header::COOKIE);
+        Ok(Self(
+            state.browser.jar.read(Cookie::Refresh, cookies.iter()),
+        ))
+    }
+}
+
+/// The access token (header or cookie) as `Access` checks it, with the
+/// failure handed to the handler instead of answered (browser logout clears
+/// the cookies on failure).
+pub struct BrowserAccess(pub Result<Claims, ApiError>);
+
+impl<'a> poem_openapi::ApiExtractor<'a> for BrowserAccess {
+    const TYPES: &'static [poem_openapi::ApiExtractorType] =
+        &[poem_openapi::ApiExtractorType::SecurityScheme];
+    type ParamType = ();
+    type ParamRawType = ();
+
+    fn register(registry: &mut poem_openapi::registry::Registry) {
+        <AccessBearer as poem_openapi::ApiExtractor>::register(registry);
+        <AccessCookie as poem_openapi::ApiExtractor>::register(registry);
+    }
+
+    fn security_schemes() -> Vec<&'static str> {
+        vec!["accessToken", "accessCookie"]
+    }
+
+    async fn from_request(
+        req: &'a Request,
+        _body: &mut poem::RequestBody,
+        _opts: poem_openapi::ExtractParamOptions<()>,
+    ) -> poem::Result<Self> {
+        let demand = Demand {
+            admin: false,
+            fresh: false,
+            gateway: false,
+        };
+        Ok(Self(authenticate(req, demand).await))
+    }
+}
+
 /// Optional authentication: no `Authorization` header is anonymous; a header
 /// with a bad, expired or revoked token is the same 401 as anywhere else,
 /// never a silent fallback to anonymous.
@@ -112,7 +324,7 @@ impl<'a> poem_openapi::ApiExtractor<'a> for MaybeAccess {
     }
 
     fn security_schemes() -> Vec<&'static str> {
-        vec!["accessToken"]
+        vec!["accessToken", "accessCookie"]
     }
 
     /// Documents `security: [{}, {accessToken: []}]`: the token is optional.
@@ -125,17 +337,16 @@ impl<'a> poem_openapi::ApiExtractor<'a> for MaybeAccess {
         _body: &mut poem::RequestBody,
         _opts: poem_openapi::ExtractParamOptions<()>,
     ) -> poem::Result<Self> {
-        if !req
-            .headers()
-            .contains_key(poem::http::header::AUTHORIZATION)
-        {
+        let state = state(req)?;
+        if credential(req, state)?.is_none() {
             return Ok(Self(None));
         }
-        let bearer = <Bearer as poem_openapi::auth::BearerAuthorization>::from_request(req)
-            .map_err(|_| ApiError::TokenMissing)?;
-        Ok(Self(Some(
-            state(req)?.tokens.authorize_access(&bearer.token).await?,
-        )))
+        let demand = Demand {
+            admin: false,
+            fresh: false,
+            gateway: false,
+        };
+        Ok(Self(Some(authenticate(req, demand).await?)))
     }
 }
 
@@ -157,6 +368,7 @@ mod tests {
         let both = Demand {
             admin: true,
             fresh: true,
+            gateway: false,
         };
         assert!(matches!(
             demand(claims(Role::User, false), both),
@@ -170,6 +382,7 @@ mod tests {
         let fresh = Demand {
             admin: false,
             fresh: true,
+            gateway: false,
         };
         assert!(matches!(
             demand(claims(Role::User, false), fresh),

@@ -2,6 +2,8 @@
 //! everything here takes the key ring, the store and its own settings.
 
 pub mod claims;
+pub mod cookies;
+pub mod csrf;
 pub mod fair_share;
 pub mod keys;
 pub mod limits;

@@ -96,17 +96,13 @@ pub struct MailSettings {
 }
 
 impl MailSettings {
-    /// `signing_secret` is the key material the link key is derived from
-    /// when `TESSERA_DATA_KEY` is unset.
-    pub fn from_config(config: &Config, signing_secret: &[u8]) -> anyhow::Result<Self> {
+    /// `key_material`: what the link key is derived from (`TESSERA_DATA_KEY`,
+    /// or the signing secret).
+    pub fn from_config(config: &Config, key_material: &[u8]) -> anyhow::Result<Self> {
         let from = Address::parse(&config.mail_from).map_err(anyhow::Error::msg)?;
         let link_base = match &config.link_base_url {
             Some(base) => base.trim_end_matches('/').to_owned(),
             None => format!("{}/account", public_url(config)),
-        };
-        let key_material = match &config.data_key {
-            Some(k) => k.expose_secret().as_bytes().to_vec(),
-            None => signing_secret.to_vec(),
         };
         Ok(Self {
             delivery: Delivery::from_config(config.smtp_url.as_ref()),
@@ -118,7 +114,7 @@ impl MailSettings {
             verify_ttl: config.verify_ttl,
             per_address: config.mail_per_address,
             per_ip: config.mail_per_ip,
-            link_key: LinkKey::derive(&key_material),
+            link_key: LinkKey::derive(key_material),
         })
     }
 

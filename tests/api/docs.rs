@@ -205,6 +205,7 @@ fn every_api_error() -> Vec<ApiError> {
         ApiError::AdminRequired,
         ApiError::UserBlocked,
         ApiError::EmailNotVerified,
+        ApiError::CsrfFailed,
         ApiError::NotFound(String::new()),
         ApiError::MethodNotAllowed {
             allow: String::new(),
@@ -232,6 +233,7 @@ fn every_api_error() -> Vec<ApiError> {
             | ApiError::AdminRequired
             | ApiError::UserBlocked
             | ApiError::EmailNotVerified
+            | ApiError::CsrfFailed
             | ApiError::NotFound(_)
             | ApiError::MethodNotAllowed { .. }
             | ApiError::Conflict(_)

@@ -5,6 +5,7 @@ mod helpers;
 mod account;
 mod admin;
 mod auth_flow;
+mod browser;
 mod catalog;
 mod cli;
 mod cluster;
