@@ -89,6 +89,8 @@ impl CorsPolicy {
                 header::AUTHORIZATION,
                 header::CONTENT_TYPE,
                 HeaderName::from_static(REQUEST_ID),
+                // Browser sessions: unsafe cookie requests carry it.
+                HeaderName::from_static("x-csrf-token"),
             ])
             .expose_headers([
                 HeaderName::from_static(REQUEST_ID),

@@ -270,7 +270,7 @@ async fn cors_only_for_listed_origins(b: Backend) {
                 "/users/me",
                 origin,
                 "PATCH",
-                "authorization, content-type",
+                "authorization, content-type, x-csrf-token",
             ))
             .await;
         assert!(r.status.is_success(), "preflight: {r:?}");
@@ -282,7 +282,9 @@ async fn cors_only_for_listed_origins(b: Backend) {
         }
         let headers = header_list(&r, "access-control-allow-headers");
         assert!(
-            headers.contains("authorization") && headers.contains("content-type"),
+            headers.contains("authorization")
+                && headers.contains("content-type")
+                && headers.contains("x-csrf-token"),
             "{headers:?}"
         );
         assert!(r.header("access-control-max-age").is_some());
