@@ -85,9 +85,11 @@ fn auth_of(operation: &Value) -> String {
     schemes.sort();
     match schemes.iter().map(String::as_str).collect::<Vec<_>>()[..] {
         [] => "-".into(),
-        ["accessToken"] => "access".into(),
+        // The bearer header or the browser-session cookie.
+        ["accessCookie", "accessToken"] => "access".into(),
         ["refreshToken"] => "R".into(),
-        ["", "accessToken"] => "opt".into(),
+        ["refreshCookie"] => "R cookie".into(),
+        ["", "accessCookie", "accessToken"] => "opt".into(),
         _ => operation["security"].to_string(),
     }
 }
