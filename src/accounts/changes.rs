@@ -70,12 +70,22 @@ pub(super) async fn apply_in(
     change: Change,
     notice: Option<Kind>,
 ) -> Result<Option<user::Model>, ApiError> {
-    // The row is locked first (PostgreSQL), before any of its links: the
-    // one lock order of every change, reset and verification.
+    // The row is locked before any of its links: the one lock order of
+    // every change, reset and verification. Removing an admin locks every
+    // unblocked admin in id order instead (this one among them), so two
+    // admins removing each other queue instead of deadlocking.
+    let Some(seen) = user::Entity::find_by_id(user_id).one(&txn).await? else {
+        return Ok(None);
+    };
+    let guarded = removes_an_admin(&seen, &change);
+    if guarded {
+        ensure_another_admin(&txn, user_id).await?;
+    }
     let Some(current) = super::recovery::lock_user(&txn, user_id).await? else {
         return Ok(None);
     };
-    if removes_an_admin(&current, &change) {
+    // Promoted meanwhile: the rule applies after all.
+    if !guarded && removes_an_admin(&current, &change) {
         ensure_another_admin(&txn, user_id).await?;
     }
     let stamp = new_stamp(current.security_stamp);
