@@ -249,7 +249,9 @@ impl BrowserApi {
         }
     }
 
-    /// End the browser session (as /auth/logout) and clear its cookies.
+    /// End the browser session (as /auth/logout) and clear its cookies. With
+    /// the access cookie gone (expired), the refresh cookie names the
+    /// session to end.
     #[oai(
         path = "/auth/browser/logout",
         method = "post",
@@ -258,15 +260,32 @@ impl BrowserApi {
     async fn logout(
         &self,
         state: Data<&Arc<AppState>>,
+        req: &Request,
         auth: BrowserAccess,
+        refresh: RefreshCookie,
     ) -> ApiResult<LogoutAnswer> {
         enabled(&state)?;
-        let claims = match auth.0 {
-            Ok(c) => c,
-            Err(e) => return failed(&state, e).map(LogoutAnswer),
-        };
-        match state.tokens.logout(&claims).await {
-            Ok(()) => Ok(LogoutAnswer(BrowserAnswer::LoggedOut(clear_all(&state)))),
+        let logged_out = || Ok(LogoutAnswer(BrowserAnswer::LoggedOut(clear_all(&state))));
+        match auth.0 {
+            Ok(claims) => match state.tokens.logout(&claims).await {
+                Ok(()) => logged_out(),
+                Err(e) => failed(&state, e).map(LogoutAnswer),
+            },
+            // The access cookie expired (the browser dropped it) or its
+            // token did: the refresh cookie, sent to this path too, still
+            // names the session, which must end rather than outlive the
+            // cleared cookies.
+            Err(e @ (ApiError::TokenMissing | ApiError::TokenExpired)) => {
+                let Some(claims) = refresh.0.and_then(|t| state.tokens.verify_refresh(&t).ok())
+                else {
+                    return failed(&state, e).map(LogoutAnswer);
+                };
+                security::csrf_guard(req, &state, claims.sid, Via::Cookie, false)?;
+                match state.tokens.revoke_session(claims.sub, claims.sid).await {
+                    Ok(_) => logged_out(),
+                    Err(e) => failed(&state, e.into()).map(LogoutAnswer),
+                }
+            }
             Err(e) => failed(&state, e).map(LogoutAnswer),
         }
     }

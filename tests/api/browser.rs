@@ -41,6 +41,7 @@ browser_backends!(
     forward_auth_by_cookie_judges_the_original_method,
     plain_http_development_cookies,
     failed_logins_clear_stale_cookies,
+    logout_after_the_access_cookie_expired_ends_the_session,
 );
 
 const ACCESS: &str = "__Host-tessera-access";
@@ -520,4 +521,32 @@ async fn failed_logins_clear_stale_cookies(b: Backend) {
     r.assert_error(401, "InvalidCredentials");
     assert_eq!(set_cookies(&r).len(), 3);
     assert!(browser.jar.0.is_empty());
+}
+
+/// The access cookie's Max-Age is the token's lifetime, so after it the
+/// browser sends only the refresh cookie: logout still ends the session.
+async fn logout_after_the_access_cookie_expired_ends_the_session(b: Backend) {
+    let app = cookie_app(b).await;
+    app.user("ann").await;
+    let mut browser = Browser::new(&app);
+    browser.login("ann").await.assert_status(200);
+    browser.jar.0.remove(ACCESS);
+    let refresh = browser.jar.get(REFRESH);
+    // CSRF still applies.
+    browser
+        .send(Method::POST, "/auth/browser/logout", None, false)
+        .await
+        .assert_error(403, "CsrfFailed");
+    let r = browser
+        .send(Method::POST, "/auth/browser/logout", None, true)
+        .await;
+    r.assert_status(204);
+    assert_eq!(set_cookies(&r).len(), 3);
+    let mut again = Browser::new(&app);
+    again.jar.0.insert(REFRESH.into(), refresh);
+    again.csrf = browser.csrf.clone();
+    again
+        .send(Method::POST, "/auth/browser/refresh", None, true)
+        .await
+        .assert_error(401, "TokenRevoked");
 }
