@@ -691,6 +691,14 @@ mod validate_tests {
         c.mail_from = "Acme <no-reply@acme.example>".into();
         c.public_url = Some("auth.acme.example".into());
         assert!(problems(&c).contains("TESSERA_PUBLIC_URL"));
+        // Cookies without Secure are for plain-HTTP development only.
+        let mut c = production();
+        c.cookies = true;
+        assert_eq!(c.validate(), Ok(()));
+        c.cookie_secure = false;
+        assert!(problems(&c).contains("TESSERA_COOKIE_SECURE"));
+        c.env = Environment::Development;
+        assert_eq!(c.validate(), Ok(()));
     }
 
     #[test]
