@@ -1,6 +1,6 @@
 """Schemathesis hooks for scripts/schemathesis (SCHEMATHESIS_HOOKS).
 
-Authentication. Every test case gets a bearer token that is valid when the
+Authentication. Every test case gets credentials that are valid when the
 request is sent:
 - A "main" admin account (registered by this hook and promoted by the root
   admin the service creates from TESSERA_ADMIN_*) serves every operation
@@ -12,24 +12,48 @@ request is sent:
 - Operations that end sessions or spend a token (logout, logout-all,
   password change, DELETE /users/me, DELETE /auth/sessions/{id}, refresh)
   get a throw-away account's token of their own.
+- The browser operations (the service runs with TESSERA_COOKIES=true) get a
+  new browser session of a throw-away account: /auth/browser/refresh its
+  refresh cookie, /auth/browser/logout its access cookie, each with the
+  session's `X-CSRF-Token` and no Authorization header (which would win
+  over the cookie). Cookie names are the document's (`__Host-…`,
+  `__Secure-…`: the service runs with Secure cookies, which this client,
+  no browser, sends over plain HTTP all the same), so that ignored_auth's
+  probes remove the very cookie that authenticated.
+- Everywhere else the credential is the bearer (accessToken). The
+  document also lists the access cookie as an alternative, so schemathesis
+  may add a generated `__Host-tessera-access` cookie, and the Authorization
+  header became optional: a generated cookie stays (the header wins over
+  it), a generated `Bearer <junk>` is replaced.
 - A token the stateful phase put there itself through an OpenAPI link
-  (login -> me with `Bearer {$response.body#/access_token}`) is kept.
-  Schemathesis fills in an empty "Bearer " for the security scheme
-  otherwise.
+  (login -> me with `Bearer {$response.body#/access_token}`, a JWT) is
+  kept.
 
 Test data (schemathesis "seed known IDs"): positive cases of operations
 whose success needs a resource the schema cannot name get one that exists:
 products get the seed category, DELETE /auth/sessions/{id} the throw-away's
-second session, PUT /users/me/password the throw-away's current password.
+second session, PUT /users/me/password the throw-away's current password,
+/auth/login and /auth/browser/login a new throw-away account's email or
+username and password. One-time tokens come from the mail the service
+writes to its log (log delivery, TESSERA_ST_LOG; read with
+scripts/lib/mail-token's parser): /auth/password/reset gets the token of a
+fresh reset link (forgot of a throw-away account), /auth/email/verify that
+of a throw-away account's registration mail. Tokens are fetched in batches
+(one wait for the mail sender per batch), one account per token: a link is
+spent by its use, a newer link or any password change of its account.
 
 Coverage: every answer's status is appended to TESSERA_ST_STATS
 ("METHOD /path/template status" per line); scripts/schemathesis fails the
 run unless every operation of the document got a 2xx.
 """
 
+import importlib.machinery
+import importlib.util
 import itertools
 import json
 import os
+import re
+import time
 import urllib.error
 import urllib.request
 import uuid
@@ -40,8 +64,16 @@ BASE = os.environ["TESSERA_ST_BASE"]
 ROOT_EMAIL = os.environ["TESSERA_ADMIN_EMAIL"]
 ROOT_PASSWORD = os.environ["TESSERA_ADMIN_PASSWORD"]
 STATS = os.environ.get("TESSERA_ST_STATS")
+LOG = os.environ["TESSERA_ST_LOG"]
 PASSWORD = "schemathesis-user-password"
 SERIAL = itertools.count(1)
+# Tokens fetched per wait for the mail sender (it polls its outbox twice a second).
+BATCH = 10
+MAIL_TIMEOUT = 30.0
+
+# The cookie names the document declares (TESSERA_COOKIE_SECURE=true).
+ACCESS_COOKIE = "__Host-tessera-access"
+REFRESH_COOKIE = "__Secure-tessera-refresh"
 
 # (method, path template) -> what the case needs instead of the main token.
 THROWAWAY = {
@@ -51,9 +83,35 @@ THROWAWAY = {
     ("DELETE", "/users/me"),
     ("DELETE", "/auth/sessions/{id}"),
 }
+LOGINS = {("POST", "/auth/login"), ("POST", "/auth/browser/login")}
+# A bearer a stateful link put there: one of the service's JWTs.
+LINK_BEARER = re.compile(r"Bearer (eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+)")
+
+
+def _load_mail_token():
+    """scripts/lib/mail-token as a module (its log parser)."""
+    path = os.path.join(os.path.dirname(__file__), "..", "lib", "mail-token")
+    loader = importlib.machinery.SourceFileLoader("mail_token", path)
+    spec = importlib.util.spec_from_loader("mail_token", loader)
+    module = importlib.util.module_from_spec(spec)
+    loader.exec_module(module)
+    return module
+
+
+MAIL_TOKEN = _load_mail_token()
+LINKS = {
+    page: re.compile("/" + page + r"#token=([A-Za-z0-9_-]{43})(?![A-Za-z0-9_-])")
+    for page in ("reset-password", "verify-email")
+}
 
 
 def call(method, path, body=None, token=None):
+    status, body, _ = call_full(method, path, body, token)
+    return status, body
+
+
+def call_full(method, path, body=None, token=None):
+    """(status, JSON body, Set-Cookie values) of a request."""
     headers = {"Content-Type": "application/json"}
     if token:
         headers["Authorization"] = f"Bearer {token}"
@@ -62,9 +120,10 @@ def call(method, path, body=None, token=None):
     try:
         with urllib.request.urlopen(req, timeout=10) as resp:
             raw = resp.read()
-            return resp.status, json.loads(raw) if raw else None
+            cookies = resp.headers.get_all("Set-Cookie") or []
+            return resp.status, json.loads(raw) if raw else None, cookies
     except urllib.error.HTTPError as e:
-        return e.code, None
+        return e.code, None, []
 
 
 def login(email, password):
@@ -74,25 +133,130 @@ def login(email, password):
     return body
 
 
-def register():
-    """A new account (role user); its email."""
+def register_account():
+    """A new account (role user): {email, username, id}."""
     n = next(SERIAL)
     email = f"st-{os.getpid()}-{n}@example.com"
+    username = f"st_{os.getpid()}_{n}"
     status, user = call(
         "POST",
         "/auth/register",
-        {"username": f"st_{os.getpid()}_{n}", "email": email, "password": PASSWORD},
+        {"username": username, "email": email, "password": PASSWORD},
     )
     if status != 201:
         raise RuntimeError(f"tessera_auth: register failed with {status}")
-    return email, user["id"]
+    return {"email": email, "username": username, "id": user["id"]}
+
+
+def register():
+    """A new account (role user); its email and id."""
+    account = register_account()
+    return account["email"], account["id"]
+
+
+def browser_session():
+    """A new browser session of a new account: its cookies and CSRF token."""
+    email, _ = register()
+    status, body, set_cookies = call_full(
+        "POST", "/auth/browser/login", {"email": email, "password": PASSWORD}
+    )
+    if status != 200:
+        raise RuntimeError(f"tessera_auth: browser login of {email} failed with {status}")
+    cookies = {}
+    for header in set_cookies:
+        name, _, value = header.split(";", 1)[0].partition("=")
+        cookies[name.strip()] = value.strip()
+    for name in (ACCESS_COOKIE, REFRESH_COOKIE):
+        if name not in cookies:
+            raise RuntimeError(f"tessera_auth: browser login set no {name} cookie ({set_cookies})")
+    return cookies, body["csrf_token"]
 
 
 def valid(token):
     return token is not None and call("GET", "/auth/verify", token=token)[0] == 200
 
 
+class Mailbox:
+    """The link tokens the service's log delivery wrote, read incrementally:
+    (page, token, lower-cased strings of the log event) in log order."""
+
+    def __init__(self, path):
+        self.path = path
+        self.offset = 0
+        self.links = []
+
+    def _read(self):
+        try:
+            with open(self.path, "rb") as fh:
+                fh.seek(self.offset)
+                chunk = fh.read()
+        except FileNotFoundError:
+            return
+        end = chunk.rfind(b"\n") + 1  # a line still being written waits
+        self.offset += end
+        for line in chunk[:end].decode("utf-8", "replace").splitlines():
+            try:
+                texts = list(MAIL_TOKEN.strings(json.loads(line)))
+            except ValueError:
+                continue
+            lowered = [t.lower() for t in texts]
+            for page, link in LINKS.items():
+                for text in texts:
+                    for reading in MAIL_TOKEN.readings(text):
+                        for match in link.finditer(reading):
+                            self.links.append((page, match.group(1), lowered))
+
+    def newest(self, address, page):
+        address = address.lower()
+        found = None
+        for p, token, texts in self.links:
+            if p == page and any(address in t for t in texts):
+                found = token
+        return found
+
+    def wait(self, addresses, page):
+        """The newest `page` token of each address, waiting for the sender."""
+        deadline = time.monotonic() + MAIL_TIMEOUT
+        while True:
+            self._read()
+            tokens = [self.newest(a, page) for a in addresses]
+            if all(tokens):
+                return tokens
+            if time.monotonic() > deadline:
+                missing = [a for a, t in zip(addresses, tokens) if not t]
+                raise RuntimeError(
+                    f"tessera_auth: no {page} mail for {missing} in {self.path} after "
+                    f"{MAIL_TIMEOUT:g} s (log delivery on, tessera::mail at info?)"
+                )
+            time.sleep(0.1)
+
+
+MAILBOX = Mailbox(LOG)
 STATE = {}
+
+
+def reset_tokens():
+    """BATCH tokens of fresh reset links, one per new account."""
+    emails = [register()[0] for _ in range(BATCH)]
+    for email in emails:
+        status, _ = call("POST", "/auth/password/forgot", {"email": email})
+        if status != 202:
+            raise RuntimeError(f"tessera_auth: forgot failed with {status}")
+    return MAILBOX.wait(emails, "reset-password")
+
+
+def verify_tokens():
+    """BATCH tokens of registration (verification) mails, one per new account."""
+    emails = [register()[0] for _ in range(BATCH)]
+    return MAILBOX.wait(emails, "verify-email")
+
+
+def link_token(page):
+    """An unspent token of a `page` link; a new batch when none is left."""
+    pool = STATE.setdefault(page, [])
+    if not pool:
+        pool.extend(reset_tokens() if page == "reset-password" else verify_tokens())
+    return pool.pop()
 
 
 def root():
@@ -160,6 +324,16 @@ def before_call(context, case, kwargs):
         throwaway = STATE.get("throwaway")
         if key(case) == ("PUT", "/users/me/password") and throwaway:
             body["current_password"] = PASSWORD
+        if key(case) in LOGINS and "password" in body:
+            account = register_account()
+            for field in ("email", "username"):
+                if field in body:
+                    body[field] = account[field]
+            body["password"] = PASSWORD
+        if key(case) == ("POST", "/auth/password/reset") and "token" in body:
+            body["token"] = link_token("reset-password")
+        if key(case) == ("POST", "/auth/email/verify") and "token" in body:
+            body["token"] = link_token("verify-email")
     if is_positive(case) and key(case) == ("DELETE", "/auth/sessions/{id}"):
         throwaway = STATE.get("throwaway")
         if throwaway and throwaway.get("other_session"):
@@ -178,18 +352,25 @@ class TesseraAuth:
     def get(self, case, ctx):
         headers = case.headers or {}
         sent = [v for h, v in headers.items() if h.lower() == "authorization"]
-        if sent and str(sent[0]).startswith("Bearer ") and len(str(sent[0])) > len("Bearer "):
+        link = LINK_BEARER.fullmatch(str(sent[0])) if sent else None
+        if link and not case.path.startswith("/auth/browser/"):
             # Put there by an OpenAPI link: keep it, set again through this
             # provider so that schemathesis counts it as explicit auth
             # (ignored_auth then probes without it, as it should).
-            return str(sent[0])[len("Bearer ") :]
+            return {"bearer": link.group(1)}
         STATE.pop("throwaway", None)
         if case.path == "/auth/refresh":
             # A refresh token of a new session of a new account: each one
             # can be spent once, and the main account is never logged in
             # again (failed test logins may have locked it).
             email, _ = register()
-            return login(email, PASSWORD)["refresh_token"]
+            return {"bearer": login(email, PASSWORD)["refresh_token"]}
+        if case.path == "/auth/browser/refresh":
+            cookies, csrf = browser_session()
+            return {"cookies": {REFRESH_COOKIE: cookies[REFRESH_COOKIE]}, "csrf": csrf}
+        if case.path == "/auth/browser/logout":
+            cookies, csrf = browser_session()
+            return {"cookies": {ACCESS_COOKIE: cookies[ACCESS_COOKIE]}, "csrf": csrf}
         if key(case) in THROWAWAY:
             email, _ = register()
             tokens = login(email, PASSWORD)
@@ -202,9 +383,19 @@ class TesseraAuth:
                     others = [s["id"] for s in sessions if not s["current"]]
                     throwaway["other_session"] = others[0] if others else None
             STATE["throwaway"] = throwaway
-            return tokens["access_token"]
-        return main_account()["token"]
+            return {"bearer": tokens["access_token"]}
+        return {"bearer": main_account()["token"]}
 
     def set(self, case, data, ctx):
         case.headers = case.headers or {}
-        case.headers["Authorization"] = f"Bearer {data}"
+        if "bearer" in data:
+            case.headers["Authorization"] = f"Bearer {data['bearer']}"
+            return
+        # A browser session: the cookie alone authenticates (a generated
+        # Authorization header would be judged instead of it).
+        for name in [h for h in case.headers if h.lower() == "authorization"]:
+            del case.headers[name]
+        if not isinstance(case.cookies, dict):
+            case.cookies = {}
+        case.cookies.update(data["cookies"])
+        case.headers["X-CSRF-Token"] = data["csrf"]
