@@ -3,11 +3,13 @@
 mod ceiling;
 mod flood;
 mod floor;
+mod mail;
 mod mixed;
 mod report;
 mod run;
 mod scenario;
 mod schedule;
+mod sink;
 mod slow;
 mod stats;
 
@@ -53,6 +55,12 @@ enum Tool {
         #[arg(long, default_value_t = 20)]
         hashes: u32,
     },
+    /// Serve SMTP on --bind: accept every message, keep none (a peer for
+    /// the service's mail sender in `register` and `forgot`).
+    SmtpSink {
+        #[arg(long, default_value = "127.0.0.1:2525")]
+        bind: String,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -91,7 +99,7 @@ struct Load {
     /// The `ceiling` of `bench argon2` (hashes/s): prints login's ratio to it.
     #[arg(long)]
     ceiling: Option<f64>,
-    /// `login`, `mixed`'s storm: spread the logins over this many client
+    /// `login`, `mixed`'s storm, `register`, `forgot`: spread the requests over this many client
     /// addresses in `X-Forwarded-For` (the server must run with
     /// `TESSERA_TRUST_FORWARDED=true`); 0: no header, all from this host.
     #[arg(long, default_value_t = 0)]
@@ -99,6 +107,11 @@ struct Load {
     /// `login-flood`: the addresses the flood comes from.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..))]
     flood_addresses: u16,
+    /// `register`, `forgot`: how long to wait after a phase for the
+    /// service's mail sender to empty the outbox (its throughput is read
+    /// meanwhile); the run goes on either way.
+    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+    drain_limit: Duration,
     /// Per-request timeout (a timeout counts as a transport error).
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     timeout: Duration,
@@ -131,6 +144,7 @@ async fn main() -> ExitCode {
             hashes,
         )
         .map(|()| true),
+        (Some(Tool::SmtpSink { bind }), _) => sink::serve(&bind).await.map(|()| true),
         (None, Some(load)) => bench(load).await,
         (None, None) => Err(anyhow::anyhow!(
             "give a scenario or `baseline` (see --help)"
@@ -156,6 +170,12 @@ async fn bench(load: Load) -> Result<bool> {
     }
     if load.scenario == Scenario::SlowClients {
         return slow::bench(&load).await;
+    }
+    if load.scenario == Scenario::Register {
+        return mail::register(&load).await;
+    }
+    if load.scenario == Scenario::Forgot {
+        return mail::forgot(&load).await;
     }
     let mode = match load.rate {
         None => Mode::Closed,

@@ -37,6 +37,12 @@ pub enum Scenario {
     /// Verify at --rate, first alone, then while --slow-connections hold
     /// partial request heads (`slow.rs`).
     SlowClients,
+    /// POST /auth/register, a fresh username and email each time; prints
+    /// the mail sender's throughput from /metrics (`mail.rs`).
+    Register,
+    /// POST /auth/password/forgot for unknown addresses, then for existing
+    /// accounts; prints the mail sender's throughput (`mail.rs`).
+    Forgot,
 }
 
 impl Scenario {
@@ -52,6 +58,8 @@ impl Scenario {
             Scenario::Mixed => "mixed",
             Scenario::LoginFlood => "login-flood",
             Scenario::SlowClients => "slow-clients",
+            Scenario::Register => "register",
+            Scenario::Forgot => "forgot",
         }
     }
 }
@@ -290,6 +298,25 @@ pub enum Worker {
         prefix: String,
         n: u64,
     },
+    /// A new account per request: `{prefix}_{n}`, `{prefix}_{n}@...`.
+    Register {
+        client: Client,
+        url: String,
+        prefix: String,
+        password: String,
+        n: u64,
+        from: Option<String>,
+    },
+    /// A forgot request for `to`, or (`None`) for a fresh unknown address
+    /// per request.
+    Forgot {
+        client: Client,
+        url: String,
+        to: Option<String>,
+        prefix: String,
+        n: u64,
+        from: Option<String>,
+    },
 }
 
 impl Worker {
@@ -331,6 +358,47 @@ impl Worker {
                         .post(url.as_str())
                         .bearer_auth(bearer.as_str())
                         .json(&body),
+                )
+                .await
+                .0
+            }
+            Worker::Register {
+                client,
+                url,
+                prefix,
+                password,
+                n,
+                from,
+            } => {
+                *n += 1;
+                let username = format!("{prefix}_{n}");
+                let body = json!({
+                    "username": username,
+                    "email": format!("{username}@{MAIL_DOMAIN}"),
+                    "password": password,
+                });
+                exchange(forwarded(client.post(url.as_str()), from.as_deref()).json(&body))
+                    .await
+                    .0
+            }
+            Worker::Forgot {
+                client,
+                url,
+                to,
+                prefix,
+                n,
+                from,
+            } => {
+                let email = match to {
+                    Some(e) => e.clone(),
+                    None => {
+                        *n += 1;
+                        format!("{prefix}_{n}@{MAIL_DOMAIN}")
+                    }
+                };
+                exchange(
+                    forwarded(client.post(url.as_str()), from.as_deref())
+                        .json(&json!({ "email": email })),
                 )
                 .await
                 .0
@@ -404,6 +472,9 @@ pub async fn prepare(
         Scenario::Mixed => bail!("mixed is prepared as verify + login"),
         Scenario::LoginFlood => bail!("login-flood is prepared as logins per address"),
         Scenario::SlowClients => bail!("slow-clients is prepared as verify"),
+        Scenario::Register | Scenario::Forgot => {
+            bail!("register and forgot are prepared in mail.rs")
+        }
         Scenario::Floor => {
             for _ in 0..connections {
                 workers.push(Worker::Get {
@@ -508,6 +579,82 @@ pub async fn prepare(
         }
     }
     Ok(workers)
+}
+
+/// The domain of every address the bench makes up (accounts and unknown
+/// addresses alike, so existing and unknown differ only in existence).
+const MAIL_DOMAIN: &str = "bench.example.com";
+
+/// A short tag for this run, so names never collide with an earlier run's.
+fn run_tag() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..8].to_owned()
+}
+
+/// `register`: one worker per connection, each inventing its accounts.
+pub fn registrations(
+    base: &str,
+    connections: usize,
+    timeout: Duration,
+    addresses: &Addresses,
+) -> Result<Vec<Worker>> {
+    let base = base.trim_end_matches('/');
+    let run = run_tag();
+    (0..connections)
+        .map(|w| {
+            Ok(Worker::Register {
+                client: connection(timeout)?,
+                url: format!("{base}/auth/register"),
+                prefix: format!("b{run}_{w}"),
+                password: format!("bench-pw-{run}"),
+                n: 0,
+                from: addresses.of(w),
+            })
+        })
+        .collect()
+}
+
+/// `forgot`: connection i asks for `to[i]`, or (`None`) for a fresh
+/// unknown address per request.
+pub fn forgets(
+    base: &str,
+    to: Option<Vec<String>>,
+    connections: usize,
+    timeout: Duration,
+    addresses: &Addresses,
+) -> Result<Vec<Worker>> {
+    let base = base.trim_end_matches('/');
+    let run = run_tag();
+    (0..connections)
+        .map(|w| {
+            Ok(Worker::Forgot {
+                client: connection(timeout)?,
+                url: format!("{base}/auth/password/forgot"),
+                to: to.as_ref().and_then(|t| t.get(w).cloned()),
+                prefix: format!("nobody{run}_{w}"),
+                n: 0,
+                from: addresses.of(w),
+            })
+        })
+        .collect()
+}
+
+/// `n` fresh accounts, account i registered from `addresses.of(i)`.
+pub async fn register_accounts(
+    base: &str,
+    n: usize,
+    timeout: Duration,
+    addresses: &Addresses,
+) -> Result<Vec<Account>> {
+    let setup = Setup {
+        client: connection(timeout)?,
+        base: base.trim_end_matches('/').to_owned(),
+        forwarded: None,
+    };
+    Ok(accounts(&setup, n, false, addresses)
+        .await?
+        .into_iter()
+        .map(|(a, _)| a)
+        .collect())
 }
 
 /// `n` fresh accounts, registered (and logged in, with `login`)
