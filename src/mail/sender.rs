@@ -104,11 +104,25 @@ struct Worker {
 
 enum Round {
     /// Claimed mail: there may be more due.
-    Busy,
+    Busy {
+        /// A delivery failed for now (server unreachable, 4xx): the
+        /// sender pauses before the next round instead of spinning through
+        /// the queue against a server that is down.
+        deferred: bool,
+    },
     /// Nothing due.
     Idle,
     /// The deadline passed during the round.
     Stopped,
+}
+
+/// How one mail's delivery ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    /// Sent, given up, or dropped (nothing to retry).
+    Done,
+    /// Failed for now; retried later.
+    Deferred,
 }
 
 /// A failure of the outbox's own bookkeeping (a database error): logged,
@@ -133,6 +147,7 @@ const MAX_DB_BACKOFF: Duration = Duration::from_secs(10);
 impl Worker {
     async fn run(self, mut rx: watch::Receiver<Option<Instant>>) {
         let mut db_backoff = Duration::ZERO;
+        let mut server_backoff = Duration::ZERO;
         loop {
             let draining = match *rx.borrow() {
                 Some(deadline) if Instant::now() >= deadline => break,
@@ -144,9 +159,17 @@ impl Worker {
                 break;
             }
             let wait = match self.round(&rx).await {
-                Ok(Round::Busy) => {
+                Ok(Round::Busy { deferred: false }) => {
                     db_backoff = Duration::ZERO;
+                    server_backoff = Duration::ZERO;
                     continue;
+                }
+                Ok(Round::Busy { deferred: true }) if draining => break,
+                Ok(Round::Busy { deferred: true }) => {
+                    db_backoff = Duration::ZERO;
+                    server_backoff =
+                        (server_backoff * 2).clamp(self.settings.poll, self.settings.max_backoff);
+                    server_backoff
                 }
                 Ok(Round::Stopped) => break,
                 Ok(Round::Idle) if draining => break,
@@ -180,23 +203,40 @@ impl Worker {
             self.report_oldest().await?;
             return Ok(Round::Idle);
         }
-        let mut ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
-        for row in rows {
-            let id = row.id;
-            tokio::select! {
-                biased;
-                () = deadline_passed(rx.clone()) => {
-                    // Cut short (an unfinished send counts as not sent: the
-                    // mail goes out again later rather than never).
-                    self.release(&ids, until).await;
-                    return Ok(Round::Stopped);
+        // The batch is delivered concurrently (lettre's pool holds several
+        // connections): one slow mail does not hold up the others, and a
+        // replica sends more than one mail per round trip.
+        let unfinished = parking_lot::Mutex::new(rows.iter().map(|r| r.id).collect::<Vec<_>>());
+        let deferred = std::sync::atomic::AtomicBool::new(false);
+        let batch = futures_util::StreamExt::for_each_concurrent(
+            futures_util::stream::iter(rows),
+            None,
+            |row| {
+                let (unfinished, deferred) = (&unfinished, &deferred);
+                async move {
+                    let id = row.id;
+                    if self.deliver(row).await == Outcome::Deferred {
+                        deferred.store(true, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    unfinished.lock().retain(|i| *i != id);
                 }
-                () = self.deliver(row) => {}
+            },
+        );
+        tokio::select! {
+            biased;
+            () = deadline_passed(rx.clone()) => {
+                // Cut short (an unfinished send counts as not sent: the
+                // mail goes out again later rather than never).
+                let ids = unfinished.lock().clone();
+                self.release(&ids, until).await;
+                return Ok(Round::Stopped);
             }
-            ids.retain(|i| *i != id);
+            () = batch => {}
         }
         self.report_oldest().await?;
-        Ok(Round::Busy)
+        Ok(Round::Busy {
+            deferred: deferred.into_inner(),
+        })
     }
 
     /// Due: not failed, its time come, not claimed by a live sender.
@@ -245,18 +285,22 @@ impl Worker {
         Ok((until, rows))
     }
 
-    async fn deliver(&self, row: outbox::Model) {
+    async fn deliver(&self, row: outbox::Model) -> Outcome {
         let id = row.id;
-        if let Err(Failure(e)) = self.try_deliver(row).await {
-            tracing::warn!(mail = %id, error = %e, "mail sender: database error; the mail is tried again when its claim lapses");
+        match self.try_deliver(row).await {
+            Ok(outcome) => outcome,
+            Err(Failure(e)) => {
+                tracing::warn!(mail = %id, error = %e, "mail sender: database error; the mail is tried again when its claim lapses");
+                Outcome::Done
+            }
         }
     }
 
-    async fn try_deliver(&self, row: outbox::Model) -> Result<(), Failure> {
+    async fn try_deliver(&self, row: outbox::Model) -> Result<Outcome, Failure> {
         let row = if row.kind == Kind::PasswordForgot.as_str() {
             match resolve_forgot(&self.state, row).await? {
                 Some(row) => row,
-                None => return Ok(()),
+                None => return Ok(Outcome::Done),
             }
         } else {
             row
@@ -264,7 +308,8 @@ impl Worker {
         let Some(kind) = Kind::parse(&row.kind) else {
             return self
                 .give_up(&row, &format!("unknown mail kind {:?}", row.kind))
-                .await;
+                .await
+                .map(|()| Outcome::Done);
         };
         let action_url = match purpose_of(kind) {
             None => None,
@@ -276,14 +321,14 @@ impl Worker {
                     outbox::Entity::delete_by_id(row.id)
                         .exec(&self.state.db)
                         .await?;
-                    return Ok(());
+                    return Ok(Outcome::Done);
                 }
             },
         };
         let data: Value = serde_json::from_str(&row.data).unwrap_or(Value::Null);
         let rendered = match render(kind, &data, &self.state.mail, action_url.as_deref()) {
             Ok(r) => r,
-            Err(e) => return self.give_up(&row, &e).await,
+            Err(e) => return self.give_up(&row, &e).await.map(|()| Outcome::Done),
         };
         match self
             .transport
@@ -296,10 +341,12 @@ impl Worker {
                     .exec(&self.state.db)
                     .await?;
                 metrics::mail_sent();
-                Ok(())
+                Ok(Outcome::Done)
             }
-            Err(SendError::Temporary(e)) => self.retry_later(&row, &e).await,
-            Err(SendError::Permanent(e)) => self.give_up(&row, &e).await,
+            Err(SendError::Temporary(e)) => {
+                self.retry_later(&row, &e).await.map(|()| Outcome::Deferred)
+            }
+            Err(SendError::Permanent(e)) => self.give_up(&row, &e).await.map(|()| Outcome::Done),
         }
     }
 
