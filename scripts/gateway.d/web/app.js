@@ -35,16 +35,25 @@ async function codeOf(resp) {
   }
 }
 
-// A call that, on 401 TokenExpired, renews the session once
+// A call that, when the access token is over, renews the session once
 // (/auth/browser/refresh: the refresh cookie plus X-CSRF-Token) and retries.
+// Over means 401 TokenMissing as well as TokenExpired: the access cookie's
+// Max-Age is the token's lifetime, so the browser drops it at expiry and the
+// next request carries none; TokenExpired only in the moment in between.
+const RENEW_ON = ['TokenExpired', 'TokenMissing'];
 async function api(method, path, body) {
   const first = await call(method, path, body);
-  if (first.status !== 401 || (await codeOf(first)) !== 'TokenExpired') return first;
+  if (first.status !== 401) return first;
+  const code = await codeOf(first);
+  if (!RENEW_ON.includes(code) || !csrfToken()) return first;
   const renewed = await call('POST', '/auth/browser/refresh');
   if (renewed.status !== 200) return renewed;
   refreshes += 1;
   const counter = document.getElementById('refreshes');
-  if (counter) counter.textContent = String(refreshes);
+  if (counter) {
+    counter.textContent = String(refreshes);
+    counter.dataset.reason = code;
+  }
   return call(method, path, body);
 }
 
@@ -68,6 +77,10 @@ function loginPage() {
       say(`login failed: ${r.status} ${(await codeOf(r)) || ''}`);
       return;
     }
+    // For the test: the names of the answer's fields (never a value); the
+    // page leaves before a test could read the answer itself.
+    const answer = await r.json();
+    console.info(`login answered: ${Object.keys(answer).sort().join(',')}`);
     location.assign(returnTo());
   });
 }
