@@ -24,8 +24,10 @@
 //     requests carry no cookie (401), the same-site ones are refused 403
 //     CsrfFailed, the one with the token never gets past CORS's preflight
 //     (the gateway's access log says so); the session still works;
+//   - once the access token expired again, /private/ redirects to the login
+//     page, which renews the session silently and returns to /private/;
 //   - "Log out" (/auth/browser/logout): the cookies are gone and /private/
-//     redirects to the login page again.
+//     redirects to the login page again, which shows its form.
 // No request of the app's pages may leave the gateway's origin, and they
 // may log no console error but the 401s the steps cause on purpose.
 //
@@ -123,10 +125,30 @@ export async function browserSessions({ browser, step, fail, stepTimeout, shot }
       .filter(Boolean)
       .sort();
 
-  async function expectLoginPage(what) {
+  // At the login page's form after a redirect from /private/; `from`: the
+  // exchanges before the navigation (without a session the page must not
+  // even try a refresh).
+  async function expectLoginPage(what, from) {
     const want = `${gw}/web/login.html?rd=/private/`;
     await page.waitForURL((u) => u.href === want).catch(() => fail(`${what}: at ${page.url()}, expected ${want}`));
     await page.locator('form#login').waitFor({ state: 'visible' });
+    if (exchanges.slice(from).some((x) => x.path === '/auth/browser/refresh')) {
+      fail(`${what}: the login page tried /auth/browser/refresh without a session`);
+    }
+  }
+
+  // The upstream's JSON as /private/ shows it, for this user.
+  async function privatePage(what) {
+    let seen;
+    try {
+      seen = JSON.parse(await page.locator('body').textContent());
+    } catch (e) {
+      fail(`${what}: /private/ does not show the upstream's JSON: ${await page.content()}`);
+    }
+    if (seen.app !== 'upstream' || seen.path !== '/private/') fail(`${what}: /private/ shows ${JSON.stringify(seen)}`);
+    if (seen.headers['x-auth-user-id'] !== userId) {
+      fail(`${what}: the upstream got x-auth-user-id ${JSON.stringify(seen.headers['x-auth-user-id'])}, expected ${userId}`);
+    }
   }
 
   async function reloadProfile(what) {
@@ -150,8 +172,9 @@ export async function browserSessions({ browser, step, fail, stepTimeout, shot }
     // ---- a page load without a session
     let hitsBefore = await hits();
     step('browser sessions: /private/ without a session redirects to the login page');
+    let from = exchanges.length;
     await page.goto(`${gw}/private/`, { waitUntil: 'load' });
-    await expectLoginPage('/private/ without a session');
+    await expectLoginPage('/private/ without a session', from);
     if ((await documentCookie()) !== '') fail(`cookies before login: ${await documentCookie()}`);
     if ((await hits()) !== hitsBefore) fail('the upstream was reached without a session');
 
@@ -175,16 +198,7 @@ export async function browserSessions({ browser, step, fail, stepTimeout, shot }
     if (keys.join() !== 'csrf_token,expires_in,refresh_expires_in,user_id') {
       fail(`POST /auth/browser/login answered the fields ${JSON.stringify(keys)}; expected no token, only csrf_token, expires_in, refresh_expires_in, user_id`);
     }
-    let seen;
-    try {
-      seen = JSON.parse(await page.locator('body').textContent());
-    } catch (e) {
-      fail(`/private/ after login does not show the upstream's JSON: ${await page.content()}`);
-    }
-    if (seen.app !== 'upstream' || seen.path !== '/private/') fail(`/private/ shows ${JSON.stringify(seen)}`);
-    if (seen.headers['x-auth-user-id'] !== userId) {
-      fail(`the upstream got x-auth-user-id ${JSON.stringify(seen.headers['x-auth-user-id'])}, expected ${userId}`);
-    }
+    await privatePage('after login');
     if ((await hits()) !== hitsBefore + 1) fail('the upstream was not reached exactly once by the page load');
     console.log(`   /private/ through nginx: the upstream got x-auth-user-id ${userId}`);
 
@@ -281,9 +295,40 @@ export async function browserSessions({ browser, step, fail, stepTimeout, shot }
     const last = still[still.length - 1];
     if (!last || last.path !== '/users/me' || last.status !== 200) fail(`after the other pages: ${JSON.stringify(still)}`);
 
+    // ---- a page load after expiry: the login page renews silently
+    const wait2 = ttlMs + 1200;
+    step(`browser sessions: wait ${(wait2 / 1000).toFixed(1)} s for the access token to expire again`);
+    await page.waitForTimeout(wait2);
+    step('browser sessions: /private/ after expiry: login page, silent refresh, back at /private/');
+    hitsBefore = await hits();
+    const nav = [];
+    const onNav = (f) => f === page.mainFrame() && nav.push(new URL(f.url()).pathname);
+    page.on('framenavigated', onNav);
+    const from2 = exchanges.length;
+    await page.goto(`${gw}/private/`, { waitUntil: 'load' });
+    // Back at /private/ after the login page (the second navigation).
+    for (const end = Date.now() + stepTimeout; !(nav.length >= 2 && page.url() === `${gw}/private/`); ) {
+      if (Date.now() > end) {
+        fail(`/private/ after expiry: at ${page.url()} (navigations ${JSON.stringify(nav)}; exchanges ${JSON.stringify(exchanges.slice(from2))})`);
+      }
+      await page.waitForTimeout(50);
+    }
+    await page.waitForLoadState('load');
+    page.off('framenavigated', onNav);
+    await privatePage('after expiry');
+    const renew = exchanges.slice(from2).filter((x) => x.path === '/auth/browser/refresh');
+    if (renew.length !== 1 || renew[0].status !== 200 || renew[0].csrf !== csrfToken) {
+      fail(`/private/ after expiry: the login page's refresh: ${JSON.stringify(renew)}`);
+    }
+    if (nav.join(' ') !== '/web/login.html /private/') fail(`/private/ after expiry: the page went ${JSON.stringify(nav)}`);
+    if ((await hits()) !== hitsBefore + 1) fail('/private/ after expiry: the upstream was not reached exactly once');
+    console.log(`   /private/ -> 302 /web/login.html -> POST /auth/browser/refresh 200 -> /private/ (x-auth-user-id ${userId})`);
+    await page.goto(`${gw}/web/app.html`, { waitUntil: 'load' });
+    await page.locator('#who', { hasText: `Signed in as ${account.email}` }).waitFor({ state: 'visible' });
+
     // ---- logout
     step('browser sessions: "Log out" (/auth/browser/logout with X-CSRF-Token)');
-    const from = exchanges.length;
+    from = exchanges.length;
     await page.getByRole('button', { name: 'Log out' }).click();
     await page.locator('#message', { hasText: /^Logged out$/ }).waitFor({ state: 'visible' })
       .catch(async () => fail(`logout: the page shows ${JSON.stringify(await page.locator('#message').textContent())}; ${JSON.stringify(exchanges.slice(from))}`));
@@ -298,8 +343,9 @@ export async function browserSessions({ browser, step, fail, stepTimeout, shot }
 
     step('browser sessions: /private/ after logout redirects to the login page');
     hitsBefore = await hits();
+    from = exchanges.length;
     await page.goto(`${gw}/private/`, { waitUntil: 'load' });
-    await expectLoginPage('/private/ after logout');
+    await expectLoginPage('/private/ after logout', from);
     if ((await hits()) !== hitsBefore) fail('the upstream was reached after logout');
 
     const off = appRequests.filter((r) => !/^(data|blob):/.test(r.url) && new URL(r.url).origin !== gw);

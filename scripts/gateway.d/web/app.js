@@ -63,8 +63,19 @@ function returnTo() {
   return rd && rd.startsWith('/') && !rd.startsWith('//') && !rd.includes('\\') ? rd : '/web/app.html';
 }
 
-function loginPage() {
+async function loginPage() {
   const form = document.getElementById('login');
+  // Sent here by the gateway (a page load whose access cookie is gone) while
+  // the session may still be alive: renew it silently and go back.
+  if (csrfToken()) {
+    form.hidden = true;
+    const r = await call('POST', '/auth/browser/refresh');
+    if (r.status === 200) {
+      location.replace(returnTo());
+      return;
+    }
+    form.hidden = false;
+  }
   form.addEventListener('submit', async (ev) => {
     ev.preventDefault();
     const data = new FormData(form);
