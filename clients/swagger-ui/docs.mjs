@@ -1,10 +1,17 @@
-// Tessera's Swagger UI (/docs) driven as a person would, in Debian's Chromium
-// through playwright-core (no browser of Playwright's own).
+// Every browser check of the test command, in ONE start of Debian's Chromium
+// through playwright-core (no browser of Playwright's own): Tessera's
+// Swagger UI (/docs) driven as a person would, the mails' link pages
+// (link-pages.mjs) and, with GATEWAY_BASE, browser sessions through the
+// gateway (browser-sessions.mjs). scripts/gateway-e2e runs all three;
+// scripts/swagger-ui-e2e the first two.
 //
-//   TESSERA_BASE=http://127.0.0.1:PORT node docs.mjs
+//   TESSERA_BASE=http://127.0.0.1:PORT [GATEWAY_BASE=... (see browser-sessions.mjs)] node docs.mjs
 //
 // Environment:
-//   TESSERA_BASE  the running service (required); scripts/swagger-ui-e2e starts one
+//   TESSERA_BASE  the running service for /docs and the link pages (required
+//                 unless GATEWAY_BASE is set; then those two are skipped)
+//   GATEWAY_BASE  and the other GATEWAY_* of browser-sessions.mjs: run the
+//                 browser-session checks too, in a context of their own
 //   CHROMIUM      the browser (default /usr/bin/chromium)
 //   SCREENSHOT    where the full-page screenshot goes (default out/docs.png
 //                 beside this file), with <name>-login.png and <name>-users-me.png
@@ -13,7 +20,8 @@
 //   TESSERA_LOG   the service's log file, where the log delivery writes the
 //                 mails (link-pages.mjs reads the links from it)
 //   Screenshots of the link pages after success: <name>-verify-email.png and
-//   <name>-reset-password.png beside SCREENSHOT.
+//   <name>-reset-password.png beside SCREENSHOT; of the browser sessions'
+//   app page <name>-browser-session.png (<name>-browser-session-failure.png).
 //
 // Steps: register an account with a plain fetch (POST /auth/register), then in
 // the browser: open /docs, "Try it out" on POST /auth/login with the account's
@@ -34,14 +42,16 @@ import { fileURLToPath } from 'node:url';
 import { randomBytes } from 'node:crypto';
 import { chromium } from 'playwright-core';
 import { linkPages } from './link-pages.mjs';
+import { browserSessions } from './browser-sessions.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const base = process.env.TESSERA_BASE;
-if (!base) {
-  console.error('docs.mjs: set TESSERA_BASE (e.g. http://127.0.0.1:8080)');
+const gatewayBase = process.env.GATEWAY_BASE;
+if (!base && !gatewayBase) {
+  console.error('docs.mjs: set TESSERA_BASE (e.g. http://127.0.0.1:8080) and/or GATEWAY_BASE');
   process.exit(2);
 }
-const origin = new URL(base).origin;
+const origin = base ? new URL(base).origin : null;
 const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
 const screenshot = process.env.SCREENSHOT || join(here, 'out', 'docs.png');
 const failureShot = (() => {
@@ -52,7 +62,8 @@ const partShot = (part) => {
   const p = parse(screenshot);
   return join(p.dir, `${p.name}-${part}${p.ext || '.png'}`);
 };
-const successShots = ['login', 'users-me', 'verify-email', 'reset-password'].map(partShot);
+const successShots = ['login', 'users-me', 'verify-email', 'reset-password', 'browser-session'].map(partShot);
+const otherShots = ['browser-session-failure'].map(partShot);
 const stepTimeout = Number(process.env.STEP_TIMEOUT_MS || 15000);
 
 const t0 = Date.now();
@@ -251,11 +262,11 @@ async function run(page) {
 
 async function main() {
   mkdirSync(dirname(screenshot), { recursive: true });
-  for (const f of [screenshot, failureShot, ...successShots]) {
+  for (const f of [screenshot, failureShot, ...successShots, ...otherShots]) {
     rmSync(f, { force: true });
   }
 
-  await register();
+  if (base) await register();
 
   step(`launch ${executablePath}`);
   const browser = await chromium.launch({
@@ -284,18 +295,23 @@ async function main() {
     page = await context.newPage();
     watch(page);
     try {
-      await run(page);
-      await linkPages({
-        context,
-        base,
-        origin,
-        step,
-        fail,
-        watch,
-        expectFailure: (url) => expectedFailures.add(url),
-        shot: partShot,
-        stepTimeout,
-      });
+      if (base) {
+        await run(page);
+        await linkPages({
+          context,
+          base,
+          origin,
+          step,
+          fail,
+          watch,
+          expectFailure: (url) => expectedFailures.add(url),
+          shot: partShot,
+          stepTimeout,
+        });
+      }
+      if (gatewayBase) {
+        await browserSessions({ browser, step, fail, stepTimeout, shot: partShot });
+      }
     } catch (e) {
       failure = e;
     }

@@ -15,7 +15,7 @@
 // "invalid, used or expired". A page opened without a token offers nothing.
 //
 // Environment (besides docs.mjs's):
-//   TESSERA_LOG   the service's log file (scripts/swagger-ui-e2e exports it)
+//   TESSERA_LOG   the service's log file (scripts/gateway-e2e and swagger-ui-e2e export it)
 //   MAIL_WAIT_MS  how long to wait for a mail's log line (default 20000)
 
 import { readFileSync } from 'node:fs';
@@ -67,7 +67,7 @@ async function api(base, path, body, timeout) {
 
 export async function linkPages({ context, base, origin, step, fail, watch, expectFailure, shot, stepTimeout }) {
   const logPath = process.env.TESSERA_LOG;
-  if (!logPath) fail('set TESSERA_LOG to the service log file (scripts/swagger-ui-e2e does)');
+  if (!logPath) fail('set TESSERA_LOG to the service log file (scripts/gateway-e2e and swagger-ui-e2e do)');
   const waitMs = Number(process.env.MAIL_WAIT_MS || 20000);
   const suffix = randomBytes(6).toString('hex');
   const account = {

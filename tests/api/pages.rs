@@ -2,7 +2,8 @@
 //! `/account/reset-password` and `/account/verify-email`, their script and
 //! stylesheet. Self-contained HTML under a CSP without inline script or
 //! style, in the OpenAPI document, and static: opening one (with any query)
-//! spends no link. The pages driven in Chromium: scripts/swagger-ui-e2e.
+//! spends no link. The pages driven in Chromium: clients/swagger-ui/link-pages.mjs
+//! (scripts/gateway-e2e, scripts/swagger-ui-e2e).
 
 use reqwest::{Method, Url};
 use serde_json::json;
