@@ -249,8 +249,8 @@ async fn forgot_answers_the_same_for_every_address(b: Backend) {
     unknown.sort();
     let (k, u) = (known[15], unknown[15]);
     let (lo, hi) = if k < u { (k, u) } else { (u, k) };
-    // Generous for a loaded CI machine; a lookup or a password hash on the
-    // request path for existing accounts would still show.
+    // Generous for a loaded CI machine; mail sent inline for existing
+    // accounts (an SMTP conversation, tens of ms) would still show.
     assert!(
         hi <= lo * 3 + Duration::from_millis(5),
         "forgot's median time differs: existing {k:?}, unknown {u:?}"
