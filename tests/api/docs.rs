@@ -89,6 +89,9 @@ fn auth_of(operation: &Value) -> String {
         ["accessCookie", "accessToken"] => "access".into(),
         ["refreshToken"] => "R".into(),
         ["refreshCookie"] => "R cookie".into(),
+        // Browser logout: the access token, or the refresh cookie once the
+        // access cookie expired.
+        ["accessCookie", "accessToken", "refreshCookie"] => "A or R cookie".into(),
         ["", "accessCookie", "accessToken"] => "opt".into(),
         _ => operation["security"].to_string(),
     }
