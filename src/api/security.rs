@@ -155,6 +155,25 @@ struct AccessBearer(Bearer);
 #[allow(dead_code)]
 struct AccessCookie(poem_openapi::auth::ApiKey);
 
+/// The parts every extractor of ours shares: a security scheme, no
+/// parameter, and the documented schemes (alternatives of one another).
+macro_rules! scheme_meta {
+    ($($scheme:ty => $name:literal),+ $(,)?) => {
+        const TYPES: &'static [poem_openapi::ApiExtractorType] =
+            &[poem_openapi::ApiExtractorType::SecurityScheme];
+        type ParamType = ();
+        type ParamRawType = ();
+
+        fn register(registry: &mut poem_openapi::registry::Registry) {
+            $(<$scheme as poem_openapi::ApiExtractor>::register(registry);)+
+        }
+
+        fn security_schemes() -> Vec<&'static str> {
+            vec![$($name),+]
+        }
+    };
+}
+
 /// Declares an extractor that takes the access token from the header or the
 /// cookie (both documented as alternatives), checks it, CSRF, the role and
 /// freshness; only it can make its value, so a handler cannot skip a check.
@@ -164,19 +183,7 @@ macro_rules! access_scheme {
         pub struct $name(pub Claims);
 
         impl<'a> poem_openapi::ApiExtractor<'a> for $name {
-            const TYPES: &'static [poem_openapi::ApiExtractorType] =
-                &[poem_openapi::ApiExtractorType::SecurityScheme];
-            type ParamType = ();
-            type ParamRawType = ();
-
-            fn register(registry: &mut poem_openapi::registry::Registry) {
-                <AccessBearer as poem_openapi::ApiExtractor>::register(registry);
-                <AccessCookie as poem_openapi::ApiExtractor>::register(registry);
-            }
-
-            fn security_schemes() -> Vec<&'static str> {
-                vec!["accessToken", "accessCookie"]
-            }
+            scheme_meta!(AccessBearer => "accessToken", AccessCookie => "accessCookie");
 
             async fn from_request(
                 req: &'a Request,
@@ -248,18 +255,7 @@ struct RefreshCookieScheme(poem_openapi::auth::ApiKey);
 pub struct RefreshCookie(pub Option<String>);
 
 impl<'a> poem_openapi::ApiExtractor<'a> for RefreshCookie {
-    const TYPES: &'static [poem_openapi::ApiExtractorType] =
-        &[poem_openapi::ApiExtractorType::SecurityScheme];
-    type ParamType = ();
-    type ParamRawType = ();
-
-    fn register(registry: &mut poem_openapi::registry::Registry) {
-        <RefreshCookieScheme as poem_openapi::ApiExtractor>::register(registry);
-    }
-
-    fn security_schemes() -> Vec<&'static str> {
-        vec!["refreshCookie"]
-    }
+    scheme_meta!(RefreshCookieScheme => "refreshCookie");
 
     async fn from_request(
         req: &'a Request,
@@ -280,19 +276,7 @@ impl<'a> poem_openapi::ApiExtractor<'a> for RefreshCookie {
 pub struct BrowserAccess(pub Result<Claims, ApiError>);
 
 impl<'a> poem_openapi::ApiExtractor<'a> for BrowserAccess {
-    const TYPES: &'static [poem_openapi::ApiExtractorType] =
-        &[poem_openapi::ApiExtractorType::SecurityScheme];
-    type ParamType = ();
-    type ParamRawType = ();
-
-    fn register(registry: &mut poem_openapi::registry::Registry) {
-        <AccessBearer as poem_openapi::ApiExtractor>::register(registry);
-        <AccessCookie as poem_openapi::ApiExtractor>::register(registry);
-    }
-
-    fn security_schemes() -> Vec<&'static str> {
-        vec!["accessToken", "accessCookie"]
-    }
+    scheme_meta!(AccessBearer => "accessToken", AccessCookie => "accessCookie");
 
     async fn from_request(
         req: &'a Request,
@@ -314,20 +298,10 @@ impl<'a> poem_openapi::ApiExtractor<'a> for BrowserAccess {
 pub struct MaybeAccess(pub Option<Claims>);
 
 impl<'a> poem_openapi::ApiExtractor<'a> for MaybeAccess {
-    const TYPES: &'static [poem_openapi::ApiExtractorType] =
-        &[poem_openapi::ApiExtractorType::SecurityScheme];
-    type ParamType = ();
-    type ParamRawType = ();
+    scheme_meta!(AccessBearer => "accessToken", AccessCookie => "accessCookie");
 
-    fn register(registry: &mut poem_openapi::registry::Registry) {
-        <Access as poem_openapi::ApiExtractor>::register(registry);
-    }
-
-    fn security_schemes() -> Vec<&'static str> {
-        vec!["accessToken", "accessCookie"]
-    }
-
-    /// Documents `security: [{}, {accessToken: []}]`: the token is optional.
+    /// Documents `security: [{accessToken: []}, {accessCookie: []}, {}]`:
+    /// the token is optional.
     fn has_security_fallback() -> bool {
         true
     }

@@ -162,28 +162,19 @@ pub fn spawn_redis_server(dir: Option<&Path>, args: &[&str]) -> Child {
         })
 }
 
-/// A private redis-server; killed when the handle is dropped or at exit.
-pub struct RedisServer {
-    pub port: u16,
+/// A server process of the harness: signalled to hang and resume, killed
+/// when dropped (or handed to the exit-time cleanup by `keep_until_exit`).
+pub struct Daemon {
+    what: &'static str,
     child: Option<Child>,
 }
 
-impl RedisServer {
-    pub fn start() -> Self {
-        Self::start_on(free_port())
-    }
-
-    pub fn start_on(port: u16) -> Self {
-        let child = spawn_redis_server(None, &["--port", &port.to_string()]);
-        wait_for_port(port, "redis-server");
+impl Daemon {
+    pub fn new(what: &'static str, child: Child) -> Self {
         Self {
-            port,
+            what,
             child: Some(child),
         }
-    }
-
-    pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
     }
 
     /// SIGSTOP: the server hangs (connections stay open, nothing answers)
@@ -197,7 +188,11 @@ impl RedisServer {
     }
 
     fn signal(&self, sig: libc::c_int) {
-        let child = self.child.as_ref().expect("redis-server is running");
+        let what = self.what;
+        let child = self
+            .child
+            .as_ref()
+            .unwrap_or_else(|| panic!("{what} is not running"));
         let pid = libc::pid_t::try_from(child.id()).expect("pid fits pid_t");
         assert_eq!(unsafe { libc::kill(pid, sig) }, 0, "kill({pid}, {sig})");
     }
@@ -208,11 +203,56 @@ impl RedisServer {
             let _ = c.wait();
         }
     }
+
+    /// For a binary-wide server: killed by the exit-time cleanup instead.
+    pub fn keep_until_exit(mut self) {
+        if let Some(child) = self.child.take() {
+            register_cleanup(Cleanup::Kill(child));
+        }
+    }
 }
 
-impl Drop for RedisServer {
+impl Drop for Daemon {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// A private redis-server; killed when the handle is dropped or at exit.
+pub struct RedisServer {
+    pub port: u16,
+    process: Daemon,
+}
+
+impl RedisServer {
+    pub fn start() -> Self {
+        Self::start_on(free_port())
+    }
+
+    pub fn start_on(port: u16) -> Self {
+        let child = spawn_redis_server(None, &["--port", &port.to_string()]);
+        wait_for_port(port, "redis-server");
+        Self {
+            port,
+            process: Daemon::new("redis-server", child),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    /// The server hangs until `thaw` (see `Daemon::freeze`).
+    pub fn freeze(&self) {
+        self.process.freeze();
+    }
+
+    pub fn thaw(&self) {
+        self.process.thaw();
+    }
+
+    pub fn stop(&mut self) {
+        self.process.stop();
     }
 }
 
@@ -220,11 +260,9 @@ impl Drop for RedisServer {
 pub fn shared_redis_url() -> &'static str {
     static URL: OnceLock<String> = OnceLock::new();
     URL.get_or_init(|| {
-        let mut server = RedisServer::start();
+        let server = RedisServer::start();
         let url = server.url();
-        if let Some(child) = server.child.take() {
-            register_cleanup(Cleanup::Kill(child));
-        }
+        server.process.keep_until_exit();
         url
     })
 }

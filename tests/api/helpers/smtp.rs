@@ -6,13 +6,13 @@
 use std::{
     collections::HashMap,
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     sync::{Mutex, OnceLock},
 };
 
 use serde_json::Value;
 
-use super::{Cleanup, free_port, register_cleanup, wait_for_port};
+use super::{Cleanup, Daemon, free_port, register_cleanup, wait_for_port};
 
 const INSTALL_HINT: &str = "python3 -m venv target/smtp-venv && \
      target/smtp-venv/bin/pip install aiosmtpd==1.4.6 (scripts/test does this), \
@@ -65,7 +65,7 @@ fn mailbox_dir(port: u16) -> PathBuf {
 /// A private SMTP server; killed when the handle is dropped or at exit.
 pub struct MailServer {
     pub port: u16,
-    child: Option<Child>,
+    process: Daemon,
 }
 
 impl MailServer {
@@ -90,7 +90,7 @@ impl MailServer {
         wait_for_port(port, "the test SMTP server (tests/smtp/server.py)");
         Self {
             port,
-            child: Some(child),
+            process: Daemon::new("the test SMTP server", child),
         }
     }
 
@@ -104,30 +104,15 @@ impl MailServer {
 
     /// SIGSTOP: connections are accepted by the kernel, nothing answers.
     pub fn freeze(&self) {
-        self.signal(libc::SIGSTOP);
+        self.process.freeze();
     }
 
     pub fn thaw(&self) {
-        self.signal(libc::SIGCONT);
-    }
-
-    fn signal(&self, sig: libc::c_int) {
-        let child = self.child.as_ref().expect("the SMTP server is running");
-        let pid = libc::pid_t::try_from(child.id()).expect("pid fits pid_t");
-        assert_eq!(unsafe { libc::kill(pid, sig) }, 0, "kill({pid}, {sig})");
+        self.process.thaw();
     }
 
     pub fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for MailServer {
-    fn drop(&mut self) {
-        self.stop();
+        self.process.stop();
     }
 }
 
@@ -136,11 +121,9 @@ impl Drop for MailServer {
 pub fn shared_mail_server() -> &'static str {
     static URL: OnceLock<String> = OnceLock::new();
     URL.get_or_init(|| {
-        let mut server = MailServer::start();
+        let server = MailServer::start();
         let url = server.url();
-        if let Some(child) = server.child.take() {
-            register_cleanup(Cleanup::Kill(child));
-        }
+        server.process.keep_until_exit();
         url
     })
 }
