@@ -25,16 +25,7 @@ pub enum LogFormat {
     Json,
 }
 
-/// `TESSERA_EMAIL_VERIFICATION` (API.md "Email").
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum EmailVerification {
-    /// No verification mail; address changes apply at once.
-    Off,
-    /// Verification mails are sent; unverified accounts can log in.
-    Optional,
-    /// A login of an unverified account is 403 `EmailNotVerified`.
-    Required,
-}
+pub use crate::mail::EmailVerification;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Environment {
@@ -299,6 +290,37 @@ pub struct Config {
 }
 
 impl Config {
+    /// `TESSERA_PUBLIC_URL`, or `http://` + `TESSERA_BIND`; no trailing slash.
+    pub fn public_url(&self) -> String {
+        match &self.public_url {
+            Some(u) => u.trim_end_matches('/').to_owned(),
+            None => format!("http://{}", self.bind),
+        }
+    }
+
+    /// The mail settings; `key_material` is what the link key is derived
+    /// from (`TESSERA_DATA_KEY`, or the signing secret).
+    pub fn mail_settings(&self, key_material: &[u8]) -> anyhow::Result<crate::mail::MailSettings> {
+        use crate::mail::{Address, Delivery, LinkKey, MailSettings};
+        let from = Address::parse(&self.mail_from).map_err(anyhow::Error::msg)?;
+        let link_base = match &self.link_base_url {
+            Some(base) => base.trim_end_matches('/').to_owned(),
+            None => format!("{}/account", self.public_url()),
+        };
+        Ok(MailSettings {
+            delivery: Delivery::from_config(self.smtp_url.as_ref()),
+            service_name: from.display_name(),
+            from,
+            link_base,
+            verification: self.email_verification,
+            reset_ttl: self.reset_ttl,
+            verify_ttl: self.verify_ttl,
+            per_address: self.mail_per_address,
+            per_ip: self.mail_per_ip,
+            link_key: LinkKey::derive(key_material),
+        })
+    }
+
     /// Fills the settings that come only from the environment.
     pub fn with_env_secrets(mut self) -> Self {
         self.admin_password = std::env::var("TESSERA_ADMIN_PASSWORD")

@@ -70,7 +70,7 @@ impl BrowserSettings {
     }
 
     fn from_config(config: &Config, key_material: &[u8]) -> Self {
-        let public = crate::mail::public_url(config).to_ascii_lowercase();
+        let public = config.public_url().to_ascii_lowercase();
         // The origin is the URL without its path.
         let own_origin = match public.split_once("://") {
             Some((scheme, rest)) => {
@@ -326,7 +326,7 @@ impl AppState {
         // Key files are read before anything connects: a bad key fails fast.
         let keys = key_ring(config)?;
         let key_material = server_key_material(config)?;
-        let mail = crate::mail::MailSettings::from_config(config, &key_material)?;
+        let mail = config.mail_settings(&key_material)?;
         let browser = BrowserSettings::from_config(config, &key_material);
         if matches!(mail.delivery, crate::mail::Delivery::Log) {
             tracing::warn!(

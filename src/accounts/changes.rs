@@ -81,7 +81,7 @@ pub(super) async fn apply_in(
     if guarded {
         ensure_another_admin(&txn, user_id).await?;
     }
-    let Some(current) = super::recovery::lock_user(&txn, user_id).await? else {
+    let Some(current) = lock_user(&txn, user_id).await? else {
         return Ok(None);
     };
     // Promoted meanwhile: the rule applies after all.
@@ -308,4 +308,17 @@ pub async fn logout_all(state: &AppState, id: Uuid) -> Result<(), ApiError> {
     event(Event::Logout);
     metrics::revocation(RevocationCause::LogoutAll);
     Ok(())
+}
+
+/// The user's row, locked until the transaction ends (`FOR UPDATE` on
+/// PostgreSQL; SQLite's one writer needs no lock).
+pub(super) async fn lock_user(
+    txn: &sea_orm::DatabaseTransaction,
+    id: Uuid,
+) -> Result<Option<user::Model>, ApiError> {
+    use sea_orm::QuerySelect;
+    Ok(user::Entity::find_by_id(id)
+        .lock_exclusive()
+        .one(txn)
+        .await?)
 }

@@ -10,7 +10,7 @@ use sea_orm::{
 use secrecy::SecretString;
 use uuid::Uuid;
 
-use super::changes::{Change, apply_in};
+use super::changes::{Change, apply_in, lock_user};
 use crate::{
     auth::{limits, password::Caller, store::LimitKey},
     error::ApiError,
@@ -183,17 +183,4 @@ pub(super) async fn peek(
     Ok(found
         .filter(|l| l.expires_at > chrono::Utc::now())
         .map(|l| l.user_id))
-}
-
-/// The user's row, locked until the transaction ends (`FOR UPDATE` on
-/// PostgreSQL; SQLite's one writer needs no lock).
-pub(super) async fn lock_user(
-    txn: &sea_orm::DatabaseTransaction,
-    id: Uuid,
-) -> Result<Option<user::Model>, ApiError> {
-    use sea_orm::QuerySelect;
-    Ok(user::Entity::find_by_id(id)
-        .lock_exclusive()
-        .one(txn)
-        .await?)
 }

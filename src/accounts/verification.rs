@@ -111,7 +111,7 @@ pub async fn verify(
     attempt.valid().await;
     let txn = state.db.begin().await?;
     // The user's row first, the lock order of every account change.
-    let Some(current) = super::recovery::lock_user(&txn, user_id).await? else {
+    let Some(current) = super::changes::lock_user(&txn, user_id).await? else {
         return Err(ApiError::LinkInvalid);
     };
     let link = links::consume(&txn, token, PURPOSES).await?;

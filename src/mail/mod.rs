@@ -15,7 +15,16 @@ use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::config::{Config, EmailVerification};
+/// `TESSERA_EMAIL_VERIFICATION` (API.md "Email").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum EmailVerification {
+    /// No verification mail; address changes apply at once.
+    Off,
+    /// Verification mails are sent; unverified accounts can log in.
+    Optional,
+    /// A login of an unverified account is 403 `EmailNotVerified`.
+    Required,
+}
 
 pub use links::{LinkKey, Purpose};
 pub use outbox::Kind;
@@ -96,28 +105,6 @@ pub struct MailSettings {
 }
 
 impl MailSettings {
-    /// `key_material`: what the link key is derived from (`TESSERA_DATA_KEY`,
-    /// or the signing secret).
-    pub fn from_config(config: &Config, key_material: &[u8]) -> anyhow::Result<Self> {
-        let from = Address::parse(&config.mail_from).map_err(anyhow::Error::msg)?;
-        let link_base = match &config.link_base_url {
-            Some(base) => base.trim_end_matches('/').to_owned(),
-            None => format!("{}/account", public_url(config)),
-        };
-        Ok(Self {
-            delivery: Delivery::from_config(config.smtp_url.as_ref()),
-            service_name: from.display_name(),
-            from,
-            link_base,
-            verification: config.email_verification,
-            reset_ttl: config.reset_ttl,
-            verify_ttl: config.verify_ttl,
-            per_address: config.mail_per_address,
-            per_ip: config.mail_per_ip,
-            link_key: LinkKey::derive(key_material),
-        })
-    }
-
     /// Whether registration and address changes go through mail.
     pub fn verifies(&self) -> bool {
         self.verification != EmailVerification::Off
@@ -125,13 +112,5 @@ impl MailSettings {
 
     pub fn link_url(&self, purpose: Purpose, token: &str) -> String {
         format!("{}/{}#token={token}", self.link_base, purpose.page())
-    }
-}
-
-/// `TESSERA_PUBLIC_URL`, or `http://` + `TESSERA_BIND`; no trailing slash.
-pub fn public_url(config: &Config) -> String {
-    match &config.public_url {
-        Some(u) => u.trim_end_matches('/').to_owned(),
-        None => format!("http://{}", config.bind),
     }
 }

@@ -184,7 +184,7 @@ mod tests {
     fn settings() -> MailSettings {
         let mut c = Config::defaults();
         c.mail_from = "Acme Shop <no-reply@acme.test>".into();
-        MailSettings::from_config(&c, b"secret").expect("mail settings")
+        c.mail_settings(b"secret").expect("mail settings")
     }
 
     const URL: &str = "http://127.0.0.1:8080/account/reset-password#token=abc_DEF-123";
