@@ -336,11 +336,14 @@ impl Worker {
             .await
         {
             Ok(()) => {
+                // Counted first: it was delivered, whatever the bookkeeping
+                // below meets (and a reader that sees the row gone sees
+                // the count).
+                metrics::mail_sent();
                 // Delivered: the body goes with the row.
                 outbox::Entity::delete_by_id(row.id)
                     .exec(&self.state.db)
                     .await?;
-                metrics::mail_sent();
                 Ok(Outcome::Done)
             }
             Err(SendError::Temporary(e)) => {
