@@ -8,8 +8,8 @@ use parking_lot::Mutex;
 use uuid::Uuid;
 
 use super::{
-    Failures, LimitKey, RotateRequest, Rotation, SessionRecord, StoreResult, TokenStore, now_ms,
-    now_secs,
+    Failures, LimitKey, OnceKey, RotateRequest, Rotation, SessionRecord, StoreResult, TokenStore,
+    now_ms, now_secs,
 };
 use crate::auth::rotation::{Decision, Held, decide};
 
@@ -23,6 +23,8 @@ struct Inner {
     reused: HashMap<Uuid, (Uuid, i64)>,
     /// Login-failure counters: key -> (count, window end in unix ms).
     failures: HashMap<LimitKey, (u64, i64)>,
+    /// One-time claims: key -> expiry in unix ms.
+    claims: HashMap<OnceKey, i64>,
     writes: u64,
 }
 
@@ -59,6 +61,7 @@ impl Inner {
         self.reused.retain(|_, (_, exp)| *exp > now);
         let now_ms = now * 1000;
         self.failures.retain(|_, (_, end)| *end > now_ms);
+        self.claims.retain(|_, end| *end > now_ms);
         let expired: Vec<Uuid> = self
             .sessions
             .values()
@@ -297,7 +300,75 @@ impl TokenStore for MemoryStore {
         Ok(())
     }
 
+    async fn claim_once(&self, key: &OnceKey, ttl_secs: u64) -> StoreResult<bool> {
+        let now = now_ms();
+        let ttl_ms = i64::try_from(ttl_secs.max(1).saturating_mul(1000)).unwrap_or(i64::MAX);
+        let mut inner = self.inner.lock();
+        inner.maybe_sweep(now.div_euclid(1000));
+        match inner.claims.get(key) {
+            Some(end) if *end > now => Ok(false),
+            _ => {
+                inner.claims.insert(key.clone(), now.saturating_add(ttl_ms));
+                Ok(true)
+            }
+        }
+    }
+
     async fn ping(&self) -> StoreResult<()> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{sync::Arc, time::Duration};
+
+    use uuid::Uuid;
+
+    use super::*;
+
+    fn step(user_id: Uuid, step: u64) -> OnceKey {
+        OnceKey::TotpStep { user_id, step }
+    }
+
+    #[tokio::test]
+    async fn claim_once_first_wins_until_expiry() {
+        let store = MemoryStore::new();
+        let user = Uuid::now_v7();
+        let key = step(user, 56_666_666);
+        assert!(store.claim_once(&key, 1).await.unwrap());
+        assert!(!store.claim_once(&key, 1).await.unwrap());
+        // A later claim does not extend the first one's expiry.
+        assert!(!store.claim_once(&key, 60).await.unwrap());
+        // Other steps and other users are other keys.
+        assert!(store.claim_once(&step(user, 56_666_667), 1).await.unwrap());
+        assert!(
+            store
+                .claim_once(&step(Uuid::now_v7(), 56_666_666), 1)
+                .await
+                .unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(1_100)).await;
+        assert!(
+            store.claim_once(&key, 1).await.unwrap(),
+            "expired claim still held"
+        );
+        assert!(!store.claim_once(&key, 1).await.unwrap());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_claims_have_one_winner() {
+        let store = Arc::new(MemoryStore::new());
+        let key = step(Uuid::now_v7(), 7);
+        let claims = (0..20).map(|_| {
+            let (store, key) = (store.clone(), key.clone());
+            tokio::spawn(async move { store.claim_once(&key, 300).await.unwrap() })
+        });
+        let won = futures_util::future::join_all(claims)
+            .await
+            .into_iter()
+            .filter(|r| *r.as_ref().unwrap())
+            .count();
+        assert_eq!(won, 1);
     }
 }

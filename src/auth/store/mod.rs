@@ -112,6 +112,23 @@ impl fmt::Display for LimitKey {
     }
 }
 
+/// A one-time claim (`TokenStore::claim_once`): the first claim wins until
+/// the key expires. Its `Display` is the key without the store prefix.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum OnceKey {
+    /// A TOTP time step accepted for an account (RFC 6238 section 5.2: a
+    /// code is accepted once), see `auth::totp::claim_step`.
+    TotpStep { user_id: Uuid, step: u64 },
+}
+
+impl fmt::Display for OnceKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OnceKey::TotpStep { user_id, step } => write!(f, "once:totp:{user_id}:{step}"),
+        }
+    }
+}
+
 /// A fixed-window failure counter: the count and the time left in its window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Failures {
@@ -188,6 +205,11 @@ pub trait TokenStore: Send + Sync + 'static {
 
     /// Removes the counters. One round trip.
     async fn clear_failures(&self, keys: &[LimitKey]) -> StoreResult<()>;
+
+    /// `true` for the first claim of `key`, `false` for every later one
+    /// until `ttl_secs` (at least 1) after the first: one atomic step, so of
+    /// N concurrent claims on any replicas exactly one wins.
+    async fn claim_once(&self, key: &OnceKey, ttl_secs: u64) -> StoreResult<bool>;
 
     async fn ping(&self) -> StoreResult<()>;
 }

@@ -13,6 +13,8 @@
 //!   and the same account keys from one address, `Plogin:acct:<uid>@<addr>`:
 //!   login-failure counters; expire at the end of their fixed window.
 //! - `Pregister:ip:<addr>`: registrations from an address in the hour.
+//! - `Ponce:totp:<uid>:<step>`: a one-time claim (`claim_once`); expires
+//!   with its TTL.
 //!
 //! Cluster rule: every script and every pipeline below touches one hash
 //! slot. A session's keys share `{sid}`, so the access check (one round
@@ -45,7 +47,7 @@ use redis::{
 use uuid::Uuid;
 
 use super::{
-    Failures, LimitKey, RotateRequest, Rotation, SessionRecord, StoreError, StoreResult,
+    Failures, LimitKey, OnceKey, RotateRequest, Rotation, SessionRecord, StoreError, StoreResult,
     TokenStore, now_secs,
 };
 
@@ -687,6 +689,20 @@ impl TokenStore for RedisStore {
             p
         });
         self.query_each::<()>(dels).await.map(|_| ())
+    }
+
+    /// `SET key 1 NX EX ttl`: one key, one atomic command on any deployment.
+    async fn claim_once(&self, key: &OnceKey, ttl_secs: u64) -> StoreResult<bool> {
+        let mut pipe = redis::pipe();
+        pipe.cmd("SET")
+            .arg(format!("{}{key}", self.prefix))
+            .arg(1)
+            .arg("NX")
+            .arg("EX")
+            .arg(ttl_secs.max(1));
+        // `OK` when set, nil when the key exists.
+        let (set,): (Option<String>,) = self.query(pipe).await?;
+        Ok(set.is_some())
     }
 
     /// On a cluster, PING goes to every node: ready means every slot answers.

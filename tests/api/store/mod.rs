@@ -6,11 +6,13 @@
 //! bottom generates the `#[tokio::test]` wrappers per backend. The bodies
 //! live in one submodule per area; the helpers here are theirs.
 
+mod claims;
 mod counters;
 mod redis_keys;
 mod rotation;
 mod sessions;
 
+use claims::*;
 use counters::*;
 use redis_keys::*;
 use rotation::*;
@@ -301,6 +303,12 @@ store_suite! {
         revoked_jti_expires,
         failure_counters,
         failure_window_is_fixed_and_expires,
+        claim_once_until_expiry,
+        concurrent_claims_one_winner,
     ],
-    redis_only: [redis_keys_expire_and_share_hash_tag, redis_failure_keys_expire],
+    redis_only: [
+        redis_keys_expire_and_share_hash_tag,
+        redis_failure_keys_expire,
+        redis_claim_is_one_expiring_key,
+    ],
 }
