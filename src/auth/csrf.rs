@@ -5,12 +5,11 @@
 //! (the signed form of the double-submit pattern OWASP recommends).
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
-use hmac::{Hmac, Mac};
 use poem::http::Method;
-use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
+use super::server_key;
 use crate::error::ApiError;
 
 /// The server key CSRF tokens are made with.
@@ -19,18 +18,12 @@ pub struct CsrfKey([u8; 32]);
 
 impl CsrfKey {
     pub fn derive(material: &[u8]) -> Self {
-        let mut h = Sha256::new();
-        h.update(b"tessera csrf key v1\0");
-        h.update(material);
-        Self(h.finalize().into())
+        Self(server_key::derive(b"tessera csrf key v1\0", material))
     }
 
     /// The CSRF token of session `sid`.
     pub fn token(&self, sid: Uuid) -> String {
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.0)
-            .unwrap_or_else(|_| unreachable!("HMAC takes a key of any length"));
-        mac.update(sid.as_bytes());
-        URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+        URL_SAFE_NO_PAD.encode(server_key::mac(&self.0, &[sid.as_bytes()]))
     }
 }
 

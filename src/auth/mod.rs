@@ -11,6 +11,7 @@ pub mod password;
 pub mod recovery_codes;
 pub mod rotation;
 pub mod sealed;
+pub mod server_key;
 pub mod store;
 pub mod tokens;
 pub mod totp;

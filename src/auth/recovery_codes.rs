@@ -12,13 +12,11 @@
 
 use std::fmt;
 
-use hmac::{Hmac, Mac};
 use rand::seq::IndexedRandom;
-use sha2::Sha256;
 use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
-use crate::auth::sealed::DataKey;
+use crate::auth::{sealed::DataKey, server_key};
 
 pub const COUNT: usize = 10;
 /// Characters in a code, without the hyphens.
@@ -83,19 +81,15 @@ pub fn normalise(typed: &str) -> Option<String> {
 }
 
 fn mac(key: &DataKey, user_id: Uuid, normalised: &str) -> [u8; 32] {
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key.recovery_code_key())
-        .unwrap_or_else(|_| unreachable!("HMAC takes a key of any length"));
-    mac.update(user_id.as_bytes());
-    mac.update(normalised.as_bytes());
-    mac.finalize().into_bytes().into()
+    server_key::mac(
+        key.recovery_code_key(),
+        &[user_id.as_bytes(), normalised.as_bytes()],
+    )
 }
 
 /// The stored form of a (normalised) code: HMAC-SHA256, hex.
 pub fn hash(key: &DataKey, user_id: Uuid, normalised: &str) -> String {
-    mac(key, user_id, normalised)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    server_key::hex(&mac(key, user_id, normalised))
 }
 
 /// The index of the stored hash that `typed` matches, if any. Every stored

@@ -23,7 +23,6 @@ use chacha20poly1305::{
 };
 use rand::RngCore;
 use secrecy::SecretSlice;
-use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 const NONCE_LEN: usize = 24;
@@ -41,21 +40,11 @@ pub struct DataKey {
     recovery: [u8; 32],
 }
 
-fn subkey(label: &[u8], material: &[u8]) -> [u8; 32] {
-    // Domain-separated from every other use of the same secret (as
-    // `mail::links::LinkKey::derive`); the material is a high-entropy
-    // secret, so one hash is enough of a KDF.
-    let mut h = Sha256::new();
-    h.update(label);
-    h.update(material);
-    h.finalize().into()
-}
-
 impl DataKey {
     pub fn derive(material: &[u8]) -> Self {
         Self {
-            seal: subkey(b"tessera data key: sealed secrets v1\0", material),
-            recovery: subkey(b"tessera data key: recovery codes v1\0", material),
+            seal: super::server_key::derive(b"tessera data key: sealed secrets v1\0", material),
+            recovery: super::server_key::derive(b"tessera data key: recovery codes v1\0", material),
         }
     }
 

@@ -7,14 +7,13 @@
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use chrono::Utc;
 use entity::one_time_link;
-use hmac::{Hmac, Mac};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter,
 };
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::error::ApiError;
+use crate::{auth::server_key, error::ApiError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Purpose {
@@ -57,19 +56,15 @@ pub const TOKEN_LEN: usize = 43;
 
 impl LinkKey {
     pub fn derive(material: &[u8]) -> Self {
-        // Domain-separated from every other use of the same secret.
-        let mut h = Sha256::new();
-        h.update(b"tessera one-time link key v1\0");
-        h.update(material);
-        Self(h.finalize().into())
+        Self(server_key::derive(
+            b"tessera one-time link key v1\0",
+            material,
+        ))
     }
 
     /// The token of link `id`: what the mail carries.
     pub fn token(&self, id: Uuid) -> String {
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.0)
-            .unwrap_or_else(|_| unreachable!("HMAC takes a key of any length"));
-        mac.update(id.as_bytes());
-        URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+        URL_SAFE_NO_PAD.encode(server_key::mac(&self.0, &[id.as_bytes()]))
     }
 }
 
@@ -82,10 +77,7 @@ impl std::fmt::Debug for LinkKey {
 /// The stored form of a token: SHA-256, hex. A token is 256 random-looking
 /// bits, so a fast hash is enough (nothing to brute-force).
 pub fn hash(token: &str) -> String {
-    Sha256::digest(token.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    server_key::hex(&Sha256::digest(token.as_bytes()))
 }
 
 /// Whether `token` has the shape of one of ours (43 base64url characters);
