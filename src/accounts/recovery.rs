@@ -8,7 +8,6 @@ use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, TransactionTrait,
 };
 use secrecy::SecretString;
-use uuid::Uuid;
 
 use super::changes::{Change, apply_in, lock_user};
 use crate::{
@@ -121,7 +120,7 @@ pub async fn reset(
             .await?;
     // A look first, so a wrong token costs no password hash; the link is
     // spent below, in the transaction of the change.
-    let Some(user_id) = peek(state, token, &[Purpose::Reset]).await? else {
+    let Some(user_id) = links::owner(&state.db, token, &[Purpose::Reset]).await? else {
         attempt.invalid();
         return Err(ApiError::LinkInvalid);
     };
@@ -163,24 +162,4 @@ pub async fn reset(
         tracing::warn!(error = %e, "could not clear the login counter after a reset");
     }
     Ok(())
-}
-
-/// The user a live link of one of `purposes` with `token` belongs to,
-/// without spending it.
-pub(super) async fn peek(
-    state: &AppState,
-    token: &str,
-    purposes: &[Purpose],
-) -> Result<Option<Uuid>, ApiError> {
-    if !links::well_formed(token) {
-        return Ok(None);
-    }
-    let found = entity::one_time_link::Entity::find()
-        .filter(entity::one_time_link::Column::TokenHash.eq(links::hash(token)))
-        .filter(entity::one_time_link::Column::Purpose.is_in(purposes.iter().map(|p| p.as_str())))
-        .one(&state.db)
-        .await?;
-    Ok(found
-        .filter(|l| l.expires_at > chrono::Utc::now())
-        .map(|l| l.user_id))
 }

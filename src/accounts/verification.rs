@@ -104,7 +104,7 @@ pub async fn verify(
         limits::begin_link_attempt(&*state.tokens.store, state.settings.login_limits, client_ip)
             .await?;
     const PURPOSES: &[Purpose] = &[Purpose::Verify, Purpose::EmailChange];
-    let Some(user_id) = super::recovery::peek(state, token, PURPOSES).await? else {
+    let Some(user_id) = links::owner(&state.db, token, PURPOSES).await? else {
         attempt.invalid();
         return Err(ApiError::LinkInvalid);
     };

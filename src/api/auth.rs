@@ -50,6 +50,16 @@ pub enum Login {
     ByUsername(LoginByUsername),
 }
 
+impl Login {
+    /// The identifier and the password of either form.
+    pub fn into_parts(self) -> (Identifier, String) {
+        match self {
+            Login::ByEmail(b) => (Identifier::Email(b.email.0), b.password.0),
+            Login::ByUsername(b) => (Identifier::Username(b.username.0), b.password.0),
+        }
+    }
+}
+
 /// Log in by email (compared case-insensitively).
 #[derive(Object)]
 #[oai(example)]
@@ -200,10 +210,7 @@ impl AuthApi {
         req: &Request,
         body: Json<Login>,
     ) -> ApiResult<Tokens> {
-        let (ident, password) = match body.0 {
-            Login::ByEmail(b) => (Identifier::Email(b.email.0), b.password.0),
-            Login::ByUsername(b) => (Identifier::Username(b.username.0), b.password.0),
-        };
+        let (ident, password) = body.0.into_parts();
         let meta = super::client::client_meta(&state, req);
         let issued = accounts::login(&state, &ident, SecretString::from(password), meta).await?;
         Ok(tokens(issued))

@@ -24,7 +24,7 @@ use super::{
     security::{self, BrowserAccess, RefreshCookie},
 };
 use crate::{
-    accounts::{self, Identifier},
+    accounts,
     auth::{cookies::Cookie, csrf::Via, tokens::IssuedTokens},
     error::{ApiError, ApiResult},
     state::AppState,
@@ -208,10 +208,7 @@ impl BrowserApi {
         body: Json<Login>,
     ) -> ApiResult<BrowserAnswer> {
         enabled(&state)?;
-        let (ident, password) = match body.0 {
-            Login::ByEmail(b) => (Identifier::Email(b.email.0), b.password.0),
-            Login::ByUsername(b) => (Identifier::Username(b.username.0), b.password.0),
-        };
+        let (ident, password) = body.0.into_parts();
         let meta = super::client::client_meta(&state, req);
         match accounts::login(&state, &ident, SecretString::from(password), meta).await {
             Ok(issued) => Ok(session(&state, issued)),

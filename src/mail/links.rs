@@ -125,6 +125,35 @@ pub async fn create(
     Ok(id)
 }
 
+/// The condition naming the link of `token` among `purposes` (expiry is
+/// checked on the row); `None` for a malformed token: no lookup at all.
+fn live(token: &str, purposes: &[Purpose]) -> Option<sea_orm::Condition> {
+    if !well_formed(token) {
+        return None;
+    }
+    Some(
+        sea_orm::Condition::all()
+            .add(one_time_link::Column::TokenHash.eq(hash(token)))
+            .add(one_time_link::Column::Purpose.is_in(purposes.iter().map(|p| p.as_str()))),
+    )
+}
+
+/// The user whose live link of one of `purposes` `token` is, without
+/// spending it (a look before costly work, e.g. hashing a new password).
+pub async fn owner(
+    conn: &impl ConnectionTrait,
+    token: &str,
+    purposes: &[Purpose],
+) -> Result<Option<Uuid>, ApiError> {
+    let Some(cond) = live(token, purposes) else {
+        return Ok(None);
+    };
+    let found = one_time_link::Entity::find().filter(cond).one(conn).await?;
+    Ok(found
+        .filter(|l| l.expires_at > Utc::now())
+        .map(|l| l.user_id))
+}
+
 /// Spends the link of `token` if it is one of `purposes` and unexpired:
 /// deleted and returned in one statement, so two concurrent uses cannot
 /// both get it. Run it in the transaction of the change it authorises (a
@@ -134,12 +163,9 @@ pub async fn consume(
     token: &str,
     purposes: &[Purpose],
 ) -> Result<one_time_link::Model, ApiError> {
-    if !well_formed(token) {
-        return Err(ApiError::LinkInvalid);
-    }
+    let cond = live(token, purposes).ok_or(ApiError::LinkInvalid)?;
     let spent = one_time_link::Entity::delete_many()
-        .filter(one_time_link::Column::TokenHash.eq(hash(token)))
-        .filter(one_time_link::Column::Purpose.is_in(purposes.iter().map(|p| p.as_str())))
+        .filter(cond)
         .exec_with_returning(conn)
         .await?;
     spent
