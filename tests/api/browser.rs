@@ -9,28 +9,7 @@ use serde_json::{Value, json};
 
 use crate::helpers::{Backend, PASSWORD, Resp, TestApp, spawn_app, spawn_app_with};
 
-macro_rules! browser_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite_memory {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name($crate::helpers::Backend::SqliteMemory).await
-                }
-            )*
-        }
-        mod postgres_redis {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name($crate::helpers::Backend::PostgresRedis).await
-                }
-            )*
-        }
-    };
-}
-
-browser_backends!(
+crate::sql_backends!(
     off_by_default_paths_404_and_cookies_ignored,
     login_sets_the_three_cookies_and_no_token_in_the_body,
     cookies_authenticate_and_csrf_guards_unsafe_methods,

@@ -12,30 +12,7 @@ use crate::helpers::{
     Backend, PASSWORD, RACE_ROUNDS, TestApp, Tokens, race, spawn_app, spawn_app_with,
 };
 
-/// The email rules do not depend on the Redis topology: SQLite + memory and
-/// PostgreSQL + Redis.
-macro_rules! mail_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite_memory {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name($crate::helpers::Backend::SqliteMemory).await
-                }
-            )*
-        }
-        mod postgres_redis {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name($crate::helpers::Backend::PostgresRedis).await
-                }
-            )*
-        }
-    };
-}
-
-mail_backends!(
+crate::sql_backends!(
     a_reset_link_works_once_and_ends_every_session,
     forgot_answers_the_same_for_every_address,
     forgot_is_limited_per_address_and_per_ip,

@@ -38,34 +38,54 @@ pub enum Backend {
     PostgresCluster,
 }
 
+/// Runs async test bodies on the backends named (as `Backend` variants, each
+/// with its module name).
+#[macro_export]
+macro_rules! on_backends {
+    ([$($module:ident => $backend:ident),+] $names:tt) => {
+        $( $crate::on_backend!($module, $backend, $names); )+
+    };
+}
+
+/// One backend's module of `on_backends`.
+#[macro_export]
+macro_rules! on_backend {
+    ($module:ident, $backend:ident, ($($name:ident),*)) => {
+        mod $module {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::helpers::Backend::$backend).await
+                }
+            )*
+        }
+    };
+}
+
 /// Runs an async test body once per backend.
 #[macro_export]
 macro_rules! both_backends {
     ($($name:ident),* $(,)?) => {
-        mod sqlite_memory {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name($crate::helpers::Backend::SqliteMemory).await
-                }
-            )*
-        }
-        mod postgres_redis {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name($crate::helpers::Backend::PostgresRedis).await
-                }
-            )*
-        }
-        mod postgres_cluster {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name($crate::helpers::Backend::PostgresCluster).await
-                }
-            )*
-        }
+        $crate::on_backends!(
+            [
+                sqlite_memory => SqliteMemory,
+                postgres_redis => PostgresRedis,
+                postgres_cluster => PostgresCluster
+            ]
+            ($($name),*)
+        );
+    };
+}
+
+/// SQLite + memory and PostgreSQL + Redis: for rules the Redis topology
+/// does not touch (mail, browser sessions, the outbox).
+#[macro_export]
+macro_rules! sql_backends {
+    ($($name:ident),* $(,)?) => {
+        $crate::on_backends!(
+            [sqlite_memory => SqliteMemory, postgres_redis => PostgresRedis]
+            ($($name),*)
+        );
     };
 }
 

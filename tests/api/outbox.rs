@@ -22,30 +22,7 @@ use crate::helpers::{
     spawn_app, spawn_with_config, spawn_with_sender, test_config, test_sender_settings,
 };
 
-/// Runs a test on SQLite + memory and on PostgreSQL + Redis (the Redis
-/// Cluster adds nothing to the outbox).
-macro_rules! outbox_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite_memory {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name($crate::helpers::Backend::SqliteMemory).await
-                }
-            )*
-        }
-        mod postgres_redis {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name($crate::helpers::Backend::PostgresRedis).await
-                }
-            )*
-        }
-    };
-}
-
-outbox_backends!(
+crate::sql_backends!(
     a_mail_is_delivered_once_with_both_parts_and_then_forgotten,
     a_link_mail_carries_a_token_that_works_once,
     a_mail_whose_link_was_superseded_is_not_sent,
