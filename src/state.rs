@@ -231,8 +231,12 @@ fn read_key_file(setting: &str, path: &std::path::Path) -> anyhow::Result<String
         .with_context(|| format!("{setting}: cannot read {}", path.display()))
 }
 
-/// The signing and verification keys of the configuration.
-fn key_ring(config: &Config) -> anyhow::Result<KeyRing> {
+/// The signing and verification keys of the configuration, and the key
+/// material the server's own keys derive from (`auth::server_key`):
+/// `TESSERA_DATA_KEY`, else the HS256 secret (the random one too: links and
+/// CSRF tokens then die with the process, like its tokens), else the
+/// Ed25519 key file's text. Each key file is read once.
+fn key_ring(config: &Config) -> anyhow::Result<(KeyRing, Vec<u8>)> {
     let ed25519_pem = config
         .jwt_ed25519_key_file
         .as_deref()
@@ -253,8 +257,7 @@ fn key_ring(config: &Config) -> anyhow::Result<KeyRing> {
             );
             let mut bytes = [0u8; 48];
             rand::rng().fill_bytes(&mut bytes);
-            let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-            random = SecretString::from(hex);
+            random = SecretString::from(crate::auth::server_key::hex(&bytes));
             Some(&random)
         }
     };
@@ -272,27 +275,20 @@ fn key_ring(config: &Config) -> anyhow::Result<KeyRing> {
         leeway_secs: config.jwt_leeway.as_secs(),
     })?;
     tracing::info!(alg = ?keys.algorithm(), kid = keys.kid(), "token signing key");
-    Ok(keys)
-}
-
-/// What the server's own keys (one-time link tokens, CSRF tokens) are
-/// derived from: `TESSERA_DATA_KEY`, else the HS256 secret, else the
-/// Ed25519 key file, else random (links and CSRF tokens then die with the
-/// process, like its tokens).
-fn server_key_material(config: &Config) -> anyhow::Result<Vec<u8>> {
     use secrecy::ExposeSecret;
-    if let Some(k) = &config.data_key {
-        return Ok(k.expose_secret().as_bytes().to_vec());
+    let material = match (&config.data_key, secret, &ed25519_pem) {
+        (Some(k), _, _) => k.expose_secret().as_bytes().to_vec(),
+        (None, Some(s), _) => s.expose_secret().as_bytes().to_vec(),
+        (None, None, Some(pem)) => pem.clone().into_bytes(),
+        // The ring refuses to start without a key: unreachable in practice.
+        (None, None, None) => anyhow::bail!("no key material for the server's keys"),
+    };
+    if config.data_key.is_none() {
+        tracing::warn!(
+            "TESSERA_DATA_KEY is not set: mail link and CSRF tokens use a key derived from the signing key, and change when it does"
+        );
     }
-    if let Some(s) = &config.jwt_secret {
-        return Ok(s.expose_secret().as_bytes().to_vec());
-    }
-    if let Some(path) = &config.jwt_ed25519_key_file {
-        return Ok(read_key_file("TESSERA_JWT_ED25519_KEY_FILE", path)?.into_bytes());
-    }
-    let mut bytes = vec![0u8; 32];
-    rand::rng().fill_bytes(&mut bytes);
-    Ok(bytes)
+    Ok((keys, material))
 }
 
 impl AppState {
@@ -324,8 +320,7 @@ impl AppState {
             );
         }
         // Key files are read before anything connects: a bad key fails fast.
-        let keys = key_ring(config)?;
-        let key_material = server_key_material(config)?;
+        let (keys, key_material) = key_ring(config)?;
         let mail = config.mail_settings(&key_material)?;
         let browser = BrowserSettings::from_config(config, &key_material);
         if matches!(mail.delivery, crate::mail::Delivery::Log) {
