@@ -66,6 +66,15 @@ pub fn app(state: Arc<AppState>) -> impl Endpoint + 'static {
         docs_csp,
         routes,
     };
+    // With TESSERA_COOKIES off the browser paths do not exist: 404 before
+    // anything of the request (its body included) is looked at.
+    let browser_on = state.browser.enabled;
+    let api = api.around(move |ep, req| async move {
+        if !browser_on && req.uri().path().starts_with("/auth/browser/") {
+            return Err(error::ApiError::NotFound("No such route.".into()).into());
+        }
+        ep.call(req).await.map(poem::IntoResponse::into_response)
+    });
     let routes = Route::new()
         .at("/openapi.json", spec)
         .at("/metrics", poem::get(metrics_endpoint))

@@ -181,14 +181,6 @@ impl ApiResponse for LogoutAnswer {
     fn register(_registry: &mut Registry) {}
 }
 
-fn enabled(state: &AppState) -> Result<(), ApiError> {
-    if state.browser.enabled {
-        Ok(())
-    } else {
-        Err(ApiError::NotFound("No such route.".into()))
-    }
-}
-
 pub struct BrowserApi;
 
 #[OpenApi(tag = "Tag::Auth")]
@@ -207,7 +199,6 @@ impl BrowserApi {
         req: &Request,
         body: Json<Login>,
     ) -> ApiResult<BrowserAnswer> {
-        enabled(&state)?;
         let (ident, password) = body.0.into_parts();
         let meta = super::client::client_meta(&state, req);
         match accounts::login(&state, &ident, SecretString::from(password), meta).await {
@@ -230,7 +221,6 @@ impl BrowserApi {
         req: &Request,
         auth: RefreshCookie,
     ) -> ApiResult<BrowserAnswer> {
-        enabled(&state)?;
         let Some(token) = auth.0 else {
             return failed(&state, ApiError::TokenMissing);
         };
@@ -261,7 +251,6 @@ impl BrowserApi {
         auth: BrowserAccess,
         refresh: RefreshCookie,
     ) -> ApiResult<LogoutAnswer> {
-        enabled(&state)?;
         let logged_out = || Ok(LogoutAnswer(BrowserAnswer::LoggedOut(clear_all(&state))));
         match auth.0 {
             Ok(claims) => match state.tokens.logout(&claims).await {

@@ -152,6 +152,14 @@ async fn off_by_default_paths_404_and_cookies_ignored(b: Backend) {
         )
         .await
         .assert_error(404, "NotFound");
+        // Not even the body is looked at.
+        app.send(
+            app.request(Method::POST, path, None)
+                .header("content-type", "application/json")
+                .body("{not json"),
+        )
+        .await
+        .assert_error(404, "NotFound");
     }
     // A valid token in the cookie means nothing while cookies are off.
     let r = app
