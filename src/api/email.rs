@@ -16,7 +16,7 @@ use super::{
 };
 use crate::{
     accounts::{recovery, verification},
-    error::{ApiError, ApiResult},
+    error::ApiResult,
     state::AppState,
 };
 
@@ -167,9 +167,7 @@ impl EmailApi {
         auth: Access,
     ) -> ApiResult<AcceptedResponse> {
         let ip = super::client::client_meta(&state, req).ip;
-        let current = crate::accounts::find(&state.db, auth.0.sub)
-            .await?
-            .ok_or(ApiError::TokenRevoked)?;
+        let current = super::users::me(&state.db, &auth.0).await?;
         verification::resend(&state, current, ip.as_deref()).await?;
         Ok(accepted())
     }

@@ -162,7 +162,7 @@ impl Example for AdminUpdate {
 
 pub struct UsersApi;
 
-async fn me(
+pub(super) async fn me(
     db: &sea_orm::DatabaseConnection,
     claims: &crate::auth::claims::Claims,
 ) -> ApiResult<entity::user::Model> {
