@@ -77,13 +77,14 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         Ok((before, after)) => tracing::info!(before, after, "open-file limit (RLIMIT_NOFILE)"),
         Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
     }
+    let shutdown = shutdown_signal()?;
     let listener = tokio::net::TcpListener::bind(&config.bind)
         .await
         .with_context(|| format!("cannot listen on {}", config.bind))?;
     tracing::info!(bind = %config.bind, "tessera listening; Swagger UI at /docs");
     let limits = tessera::server::Limits::from_config(&config);
     let sender = tessera::mail::sender::start(state.clone(), Default::default());
-    let served = tessera::server::serve(listener, tessera::app(state), limits, shutdown_signal())
+    let served = tessera::server::serve(listener, tessera::app(state), limits, shutdown)
         .await
         .context("server error");
     // After the last request: mail they queued still goes out if it can.
@@ -133,24 +134,28 @@ async fn create_admin(mut config: Config) -> anyhow::Result<()> {
 }
 
 /// SIGTERM (Kubernetes) or Ctrl-C: stop accepting, drain in-flight requests.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// The handlers are installed here, before the listener is bound: a future
+/// that installed them on its first poll left a window after `/readyz` first
+/// answered in which SIGTERM still killed the process outright.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+        let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+        Ok(async move {
+            tokio::select! {
+                _ = term.recv() => {},
+                _ = int.recv() => {},
             }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
+            tracing::info!("shutdown signal received; draining");
+        })
     }
-    tracing::info!("shutdown signal received; draining");
+    #[cfg(not(unix))]
+    {
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+            tracing::info!("shutdown signal received; draining");
+        })
+    }
 }
