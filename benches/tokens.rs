@@ -101,6 +101,7 @@ fn access_claims(issuer: &str, audience: &str, s: &SessionRecord) -> Claims {
         sid: s.sid,
         role: Some(Role::User),
         fresh: Some(true),
+        amr: Some(tessera::auth::claims::Amr::Pwd),
     }
 }
 

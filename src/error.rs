@@ -30,6 +30,7 @@ pub enum ErrorCode {
     AdminRequired,
     UserBlocked,
     EmailNotVerified,
+    MfaRequired,
     CsrfFailed,
     NotFound,
     MethodNotAllowed,
@@ -55,6 +56,32 @@ pub struct ErrorBody {
     #[oai(skip_serializing_if_is_none)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fields: Option<BTreeMap<String, String>>,
+    /// `MfaRequired` of a login only: send it with a code to
+    /// `POST /auth/mfa/verify` (or `/auth/browser/mfa/verify`).
+    #[oai(skip_serializing_if_is_none)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mfa_token: Option<String>,
+    /// `MfaRequired` of a login only: seconds the `mfa_token` stays valid.
+    #[oai(skip_serializing_if_is_none)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_in: Option<i64>,
+}
+
+/// What a login that needs its second factor hands back (API.md).
+#[derive(Clone)]
+pub struct MfaChallenge {
+    pub mfa_token: String,
+    pub expires_in: i64,
+}
+
+/// The token is a credential: never printed.
+impl std::fmt::Debug for MfaChallenge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MfaChallenge")
+            .field("mfa_token", &"[redacted]")
+            .field("expires_in", &self.expires_in)
+            .finish()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -85,6 +112,11 @@ pub enum ApiError {
         "Verify your email address first: follow the link in the mail we sent (or ask for a new one)."
     )]
     EmailNotVerified,
+    /// `Some` for a login (the challenge to answer), `None` for a reset.
+    #[error(
+        "This account has a second factor: send a code from the authenticator app (or a recovery code)."
+    )]
+    MfaRequired(Option<MfaChallenge>),
     #[error(
         "This cookie-authenticated request needs the session's X-CSRF-Token header and an allowed Origin."
     )]
@@ -145,6 +177,7 @@ impl ApiError {
             AdminRequired => ErrorCode::AdminRequired,
             UserBlocked => ErrorCode::UserBlocked,
             EmailNotVerified => ErrorCode::EmailNotVerified,
+            MfaRequired(_) => ErrorCode::MfaRequired,
             CsrfFailed => ErrorCode::CsrfFailed,
             NotFound(_) => ErrorCode::NotFound,
             MethodNotAllowed { .. } => ErrorCode::MethodNotAllowed,
@@ -164,7 +197,9 @@ impl ApiError {
             BadRequest(_) | LinkInvalid => StatusCode::BAD_REQUEST,
             TokenMissing | TokenInvalid | TokenExpired | TokenRevoked | TokenReused
             | FreshTokenNeeded | InvalidCredentials => StatusCode::UNAUTHORIZED,
-            AdminRequired | UserBlocked | EmailNotVerified | CsrfFailed => StatusCode::FORBIDDEN,
+            AdminRequired | UserBlocked | EmailNotVerified | MfaRequired(_) | CsrfFailed => {
+                StatusCode::FORBIDDEN
+            }
             NotFound(_) => StatusCode::NOT_FOUND,
             MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Conflict(_) => StatusCode::CONFLICT,
@@ -183,6 +218,14 @@ impl ApiError {
             message: self.to_string(),
             fields: match self {
                 ApiError::ValidationFailed(fields) => Some(fields.clone()),
+                _ => None,
+            },
+            mfa_token: match self {
+                ApiError::MfaRequired(Some(c)) => Some(c.mfa_token.clone()),
+                _ => None,
+            },
+            expires_in: match self {
+                ApiError::MfaRequired(Some(c)) => Some(c.expires_in),
                 _ => None,
             },
         }
@@ -253,7 +296,10 @@ impl ApiResponse for ApiError {
                 401,
                 "TokenMissing, TokenInvalid, TokenExpired, TokenRevoked, TokenReused, FreshTokenNeeded or InvalidCredentials",
             ),
-            (403, "AdminRequired or UserBlocked"),
+            (
+                403,
+                "AdminRequired, UserBlocked, EmailNotVerified, CsrfFailed, or MfaRequired (a login's with `mfa_token` and `expires_in`)",
+            ),
             (404, "NotFound"),
             (409, "Conflict"),
             (413, "PayloadTooLarge"),

@@ -132,6 +132,9 @@ label_set! {
         Blocked => "blocked",
         /// The right password of an unverified account while verification is required.
         EmailNotVerified => "email_not_verified",
+        /// The right password of an account with a second factor: a
+        /// challenge was handed out (`/auth/mfa/verify` ends it).
+        MfaRequired => "mfa_required",
         RateLimited => "rate_limited",
         /// Database, token store or password hashing unavailable (503).
         Unavailable => "unavailable",
@@ -176,6 +179,8 @@ label_set! {
         Reuse => "reuse",
         /// A login beyond `TESSERA_MAX_SESSIONS_PER_USER` ended the oldest.
         SessionCap => "session_cap",
+        /// A second factor confirmed, removed, or given new recovery codes.
+        MfaChange => "mfa_change",
     }
 }
 

@@ -57,7 +57,8 @@ pub fn file_of(url: &str) -> anyhow::Result<Option<std::path::PathBuf>> {
 }
 
 const USER_COLUMNS: &str = "id, username, username_key, email, email_key, password_hash, role, \
-     blocked, security_stamp, created_at, updated_at, email_verified, pending_email";
+     blocked, security_stamp, created_at, updated_at, email_verified, pending_email, \
+     mfa_enabled";
 const EMPLOYEE_COLUMNS: &str = "id, name, position, owner_id, created_at, updated_at";
 
 impl SqliteReads {
@@ -184,6 +185,7 @@ fn user_row(r: &Row<'_>) -> rusqlite::Result<user::Model> {
         updated_at: time_at(r, 10)?,
         email_verified: r.get(11)?,
         pending_email: r.get(12)?,
+        mfa_enabled: r.get(13)?,
     })
 }
 

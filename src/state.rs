@@ -47,6 +47,8 @@ pub struct AppState {
     pub settings: Settings,
     pub mail: crate::mail::MailSettings,
     pub browser: BrowserSettings,
+    /// Seals TOTP secrets and keys recovery-code hashes (`TESSERA_DATA_KEY`).
+    pub data_key: crate::auth::sealed::DataKey,
 }
 
 /// Browser sessions (API.md "Browser sessions"): `TESSERA_COOKIES`, the
@@ -394,6 +396,7 @@ impl AppState {
             passwords,
             mail,
             browser,
+            data_key: crate::auth::sealed::DataKey::derive(&key_material),
             settings: Settings {
                 max_body_bytes: config.max_body_bytes,
                 cors_origins: config.cors_origins.clone(),

@@ -4,4 +4,6 @@ pub mod employee;
 pub mod one_time_link;
 pub mod outbox;
 pub mod product;
+pub mod recovery_code;
+pub mod totp_factor;
 pub mod user;

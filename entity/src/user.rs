@@ -24,6 +24,8 @@ pub struct Model {
     pub email_verified: bool,
     /// An address change waiting for its confirmation link.
     pub pending_email: Option<String>,
+    /// A confirmed TOTP factor guards logins and resets (`totp_factors`).
+    pub mfa_enabled: bool,
     pub created_at: ChronoDateTimeUtc,
     pub updated_at: ChronoDateTimeUtc,
 }

@@ -5,6 +5,7 @@ mod m20261123_000002_create_resources;
 mod m20261201_000003_security_stamp;
 mod m20261206_000004_email_keys;
 mod m20261206_000005_mail;
+mod m20261206_000006_totp;
 
 pub struct Migrator;
 
@@ -17,6 +18,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000003_security_stamp::Migration),
             Box::new(m20261206_000004_email_keys::Migration),
             Box::new(m20261206_000005_mail::Migration),
+            Box::new(m20261206_000006_totp::Migration),
         ]
     }
 }

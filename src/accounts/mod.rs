@@ -4,6 +4,7 @@
 //! the token engine, in `signin`.
 
 mod changes;
+pub mod mfa;
 pub mod recovery;
 mod signin;
 mod signup;
@@ -153,6 +154,7 @@ pub async fn register_as(
         // Admins are made by the operator (bootstrap, CLI): verified.
         email_verified: Set(role == Role::Admin),
         pending_email: Set(None),
+        mfa_enabled: Set(false),
         created_at: Set(now),
         updated_at: Set(now),
     };
@@ -237,6 +239,12 @@ pub async fn authenticate(
             if u.blocked {
                 attempt.not_counted().await;
                 Err(ApiError::UserBlocked)
+            } else if u.mfa_enabled {
+                // Half a login: the counter is cleared by the code
+                // (`mfa::verify`), so that a password alone never resets
+                // the count of wrong codes.
+                attempt.not_counted().await;
+                Ok(u)
             } else {
                 attempt.succeeded().await?;
                 Ok(u)

@@ -106,6 +106,7 @@ pub async fn reset(
     state: &AppState,
     token: &str,
     new_password: SecretString,
+    code: Option<&str>,
     client_ip: Option<&str>,
 ) -> Result<(), ApiError> {
     use secrecy::ExposeSecret;
@@ -124,6 +125,14 @@ pub async fn reset(
         attempt.invalid();
         return Err(ApiError::LinkInvalid);
     };
+    // A reset must not bypass the second factor (ASVS 6.4.3): checked
+    // before the link is spent, so a missing or wrong code spends nothing.
+    // The link itself was good: its attempt is settled as valid whatever
+    // the code (a wrong code counts against the account instead).
+    if let Err(e) = super::mfa::check_reset(state, user_id, code, client_ip).await {
+        attempt.valid().await;
+        return Err(e);
+    }
     let caller = Caller::new(client_ip, Some(LimitKey::Account(user_id)));
     let hash = state.passwords.hash(new_password, &caller).await?;
     let txn = state.db.begin().await?;

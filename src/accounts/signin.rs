@@ -4,7 +4,12 @@ use secrecy::SecretString;
 
 use super::{Identifier, authenticate, role_of};
 use crate::{
-    auth::{claims::Claims, limits::Limiter, tokens::ClientMeta, tokens::IssuedTokens},
+    auth::{
+        claims::{Amr, Claims},
+        limits::Limiter,
+        tokens::ClientMeta,
+        tokens::IssuedTokens,
+    },
     error::ApiError,
     metrics::{self, Event, LoginOutcome, RefreshOutcome, event},
     state::AppState,
@@ -28,6 +33,7 @@ fn login_outcome<T>(result: &Result<T, ApiError>) -> LoginOutcome {
         Err(ApiError::InvalidCredentials) => LoginOutcome::InvalidCredentials,
         Err(ApiError::UserBlocked) => LoginOutcome::Blocked,
         Err(ApiError::EmailNotVerified) => LoginOutcome::EmailNotVerified,
+        Err(ApiError::MfaRequired(_)) => LoginOutcome::MfaRequired,
         Err(ApiError::TooManyRequests { .. }) => LoginOutcome::RateLimited,
         Err(ApiError::ServiceUnavailable) => LoginOutcome::Unavailable,
         // A lost login that could tell neither block nor password change.
@@ -36,11 +42,8 @@ fn login_outcome<T>(result: &Result<T, ApiError>) -> LoginOutcome {
     }
 }
 
-/// Checks the credentials and starts a session. A change that ends the
-/// user's sessions (`changes`) while the password was being checked wins:
-/// once the session is stored, the row is read again, and a replaced
-/// security stamp ends the new session (see `changes` for why this order
-/// closes the race).
+/// Checks the credentials and starts a session (`start_checked`), or, for
+/// an account with a second factor, hands out its challenge.
 async fn attempt_login(
     state: &AppState,
     ident: &Identifier,
@@ -62,9 +65,26 @@ async fn attempt_login(
     {
         return Err(ApiError::EmailNotVerified);
     }
+    if user.mfa_enabled {
+        return Err(super::mfa::challenge(state, &user).await?);
+    }
+    start_checked(state, &user, Amr::Pwd, meta).await
+}
+
+/// Starts a session for `user` as read before the credentials were
+/// checked. A change that ends the user's sessions (`changes`) while they
+/// were being checked wins: once the session is stored, the row is read
+/// again, and a replaced security stamp ends the new session (see
+/// `changes` for why this order closes the race).
+pub(super) async fn start_checked(
+    state: &AppState,
+    user: &entity::user::Model,
+    amr: Amr,
+    meta: ClientMeta,
+) -> Result<IssuedTokens, ApiError> {
     let issued = state
         .tokens
-        .start_session(user.id, role_of(&user), meta)
+        .start_session(user.id, role_of(user), amr, meta)
         .await?;
     let lost = match state.reads().user(user.id).await {
         Ok(Some(now)) if now.security_stamp == user.security_stamp => {

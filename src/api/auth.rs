@@ -148,13 +148,13 @@ pub struct Session {
 }
 
 #[derive(ApiResponse)]
-enum Tokens {
+pub(super) enum Tokens {
     /// Tokens are secrets: never cached.
     #[oai(status = 200)]
     Ok(Json<TokenPair>, #[oai(header = "Cache-Control")] String),
 }
 
-fn tokens(t: IssuedTokens) -> Tokens {
+pub(super) fn tokens(t: IssuedTokens) -> Tokens {
     Tokens::Ok(Json(t.into()), "no-store".into())
 }
 

@@ -21,6 +21,7 @@ use uuid::Uuid;
 use super::{
     Tag,
     auth::Login,
+    mfa::MfaVerify,
     security::{self, BrowserAccess, RefreshCookie},
 };
 use crate::{
@@ -202,6 +203,27 @@ impl BrowserApi {
         let (ident, password) = body.0.into_parts();
         let meta = super::client::client_meta(&state, req);
         match accounts::login(&state, &ident, SecretString::from(password), meta).await {
+            Ok(issued) => Ok(session(&state, issued)),
+            Err(e) => failed(&state, e),
+        }
+    }
+
+    /// Finish a browser login that answered 403 `MfaRequired` (as
+    /// /auth/mfa/verify): the session goes into the cookies.
+    #[oai(
+        path = "/auth/browser/mfa/verify",
+        method = "post",
+        operation_id = "browser_verify_mfa"
+    )]
+    async fn verify_mfa(
+        &self,
+        state: Data<&Arc<AppState>>,
+        req: &Request,
+        body: Json<MfaVerify>,
+    ) -> ApiResult<BrowserAnswer> {
+        let meta = super::client::client_meta(&state, req);
+        let body = body.0;
+        match accounts::mfa::verify(&state, &body.mfa_token.0, &body.code.0, meta).await {
             Ok(issued) => Ok(session(&state, issued)),
             Err(e) => failed(&state, e),
         }

@@ -97,7 +97,17 @@ fn errors_of(operation_id: &str) -> Option<&'static [u16]> {
         "change_password" => &[400, 401, 413, 415, 422, 429, 500, 503],
         "browser_login" => &[400, 401, 403, 404, 413, 415, 422, 429, 500, 503],
         "browser_refresh" | "browser_logout" => &[401, 403, 404, 500, 503],
-        "forgot_password" | "reset_password" => &[400, 413, 415, 422, 429, 500, 503],
+        "forgot_password" => &[400, 413, 415, 422, 429, 500, 503],
+        // 401 and 403: a wrong or missing second-factor code.
+        "reset_password" => &[400, 401, 403, 413, 415, 422, 429, 500, 503],
+        "enroll_totp" => &[401, 409, 500, 503],
+        "confirm_totp" => &[400, 401, 404, 409, 413, 415, 422, 429, 500, 503],
+        "delete_totp" | "regenerate_recovery_codes" => {
+            &[400, 401, 404, 413, 415, 422, 429, 500, 503]
+        }
+        "verify_mfa" => &[400, 401, 413, 415, 422, 429, 500, 503],
+        "browser_verify_mfa" => &[400, 401, 404, 413, 415, 422, 429, 500, 503],
+        "delete_user_mfa" => &[400, 401, 403, 404, 500, 503],
         "verify_email" => &[400, 409, 413, 415, 429, 500, 503],
         "resend_verification" => &[401, 409, 429, 500, 503],
         "list_users" => &[400, 401, 403, 500, 503],

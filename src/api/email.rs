@@ -129,6 +129,7 @@ impl EmailApi {
             &state,
             &body.token.0,
             SecretString::from(body.new_password.0),
+            body.code.as_ref().map(|c| c.0.as_str()),
             ip.as_deref(),
         )
         .await?;

@@ -11,6 +11,7 @@ pub mod email;
 pub mod employees;
 pub mod health;
 pub mod jwks;
+pub mod mfa;
 pub mod pages;
 pub mod params;
 pub mod responses;
@@ -40,6 +41,7 @@ pub type Apis = (
     auth::AuthApi,
     browser::BrowserApi,
     email::EmailApi,
+    mfa::MfaApi,
     users::UsersApi,
     employees::EmployeesApi,
     catalog::CatalogApi,
@@ -54,6 +56,7 @@ pub fn service() -> OpenApiService<Apis, ()> {
             auth::AuthApi,
             browser::BrowserApi,
             email::EmailApi,
+            mfa::MfaApi,
             users::UsersApi,
             employees::EmployeesApi,
             catalog::CatalogApi,

@@ -37,6 +37,8 @@ pub struct User {
     /// A new address waiting for its confirmation link (null: none).
     #[oai(nullable)]
     pub pending_email: Option<String>,
+    /// A second factor (TOTP) guards logins and password resets.
+    pub mfa_enabled: bool,
     pub role: Role,
     pub blocked: bool,
     pub created_at: DateTime<Utc>,
@@ -52,6 +54,7 @@ impl From<entity::user::Model> for User {
             email: u.email,
             email_verified: u.email_verified,
             pending_email: u.pending_email,
+            mfa_enabled: u.mfa_enabled,
             blocked: u.blocked,
             created_at: u.created_at,
             updated_at: u.updated_at,

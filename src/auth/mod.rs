@@ -7,6 +7,7 @@ pub mod csrf;
 pub mod fair_share;
 pub mod keys;
 pub mod limits;
+pub mod mfa_token;
 pub mod password;
 pub mod recovery_codes;
 pub mod rotation;

@@ -8,7 +8,7 @@ use std::{fmt, sync::Arc};
 use uuid::Uuid;
 
 use super::{
-    claims::{Claims, Role, TokenType},
+    claims::{Amr, Claims, Role, TokenType},
     keys::KeyRing,
     store::{RotateRequest, Rotation, SessionRecord, StoreResult, TokenStore, now_secs},
 };
@@ -68,7 +68,14 @@ pub struct TokenEngine {
 }
 
 impl TokenEngine {
-    fn access_claims(&self, session: &SessionRecord, role: Role, fresh: bool, now: i64) -> Claims {
+    fn access_claims(
+        &self,
+        session: &SessionRecord,
+        role: Role,
+        fresh: bool,
+        amr: Amr,
+        now: i64,
+    ) -> Claims {
         let s = &self.settings;
         Claims {
             iss: s.issuer.clone(),
@@ -83,12 +90,13 @@ impl TokenEngine {
             sid: session.sid,
             role: Some(role),
             fresh: Some(fresh),
+            amr: Some(amr),
         }
     }
 
     /// The refresh token of a session's current state: the same inputs always
     /// give the same bytes, which the grace rule relies on.
-    fn refresh_claims(&self, session: &SessionRecord) -> Claims {
+    fn refresh_claims(&self, session: &SessionRecord, amr: Amr) -> Claims {
         Claims {
             iss: self.settings.issuer.clone(),
             aud: self.settings.audience.clone(),
@@ -101,6 +109,7 @@ impl TokenEngine {
             sid: session.sid,
             role: None,
             fresh: None,
+            amr: Some(amr),
         }
     }
 
@@ -109,12 +118,13 @@ impl TokenEngine {
         session: &SessionRecord,
         role: Role,
         fresh: bool,
+        amr: Amr,
     ) -> Result<IssuedTokens, ApiError> {
         let now = now_secs();
-        let access = self.access_claims(session, role, fresh, now);
+        let access = self.access_claims(session, role, fresh, amr, now);
         Ok(IssuedTokens {
             access_token: self.keys.sign(&access)?,
-            refresh_token: self.keys.sign(&self.refresh_claims(session))?,
+            refresh_token: self.keys.sign(&self.refresh_claims(session, amr))?,
             expires_in: access.exp - now,
             refresh_expires_in: session.expires_at - now,
             user_id: session.user_id,
@@ -122,13 +132,14 @@ impl TokenEngine {
         })
     }
 
-    /// Starts a new session for a user who just proved their password (the
-    /// access token is fresh). Beyond `max_sessions` the user's oldest
-    /// sessions end.
+    /// Starts a new session for a user who just proved their password, and
+    /// a second factor when `amr` says so (the access token is fresh).
+    /// Beyond `max_sessions` the user's oldest sessions end.
     pub async fn start_session(
         &self,
         user_id: Uuid,
         role: Role,
+        amr: Amr,
         meta: ClientMeta,
     ) -> Result<IssuedTokens, ApiError> {
         let now = now_secs();
@@ -152,7 +163,7 @@ impl TokenEngine {
         if ended > 0 {
             metrics::revocation(RevocationCause::SessionCap);
         }
-        self.issue(&session, role, true)
+        self.issue(&session, role, true, amr)
     }
 
     /// Rotates a verified refresh token (API.md "Tokens"); `role` is the
@@ -193,7 +204,8 @@ impl TokenEngine {
             return Err(ApiError::TokenInvalid);
         }
         metrics::refresh(outcome);
-        self.issue(&session, role, false)
+        // The session's `amr`, carried by its refresh token.
+        self.issue(&session, role, false, presented.amr())
     }
 
     /// Verifies an access token and checks it against the store (one round trip).

@@ -137,6 +137,8 @@ pub(crate) fn error_response(status: StatusCode, code: ErrorCode, message: Strin
         code,
         message,
         fields: None,
+        mfa_token: None,
+        expires_in: None,
     };
     Response::builder()
         .status(status)

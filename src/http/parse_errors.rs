@@ -44,6 +44,8 @@ pub fn json_for_bare_error(written: &[u8]) -> Option<Vec<u8>> {
         code: ErrorCode::BadRequest,
         message: message.into(),
         fields: None,
+        mfa_token: None,
+        expires_in: None,
     })
     .ok()?;
     let mut out = Vec::with_capacity(512 + body.len());

@@ -210,6 +210,7 @@ fn every_api_error() -> Vec<ApiError> {
         ApiError::AdminRequired,
         ApiError::UserBlocked,
         ApiError::EmailNotVerified,
+        ApiError::MfaRequired(None),
         ApiError::CsrfFailed,
         ApiError::NotFound(String::new()),
         ApiError::MethodNotAllowed {
@@ -238,6 +239,7 @@ fn every_api_error() -> Vec<ApiError> {
             | ApiError::AdminRequired
             | ApiError::UserBlocked
             | ApiError::EmailNotVerified
+            | ApiError::MfaRequired(_)
             | ApiError::CsrfFailed
             | ApiError::NotFound(_)
             | ApiError::MethodNotAllowed { .. }

@@ -8,8 +8,8 @@ use parking_lot::Mutex;
 use uuid::Uuid;
 
 use super::{
-    Failures, LimitKey, OnceKey, RotateRequest, Rotation, SessionRecord, StoreResult, TokenStore,
-    now_ms, now_secs,
+    ChallengeKey, Failures, LimitKey, OnceKey, RotateRequest, Rotation, SessionRecord, StoreResult,
+    TokenStore, now_ms, now_secs,
 };
 use crate::auth::rotation::{Decision, Held, decide};
 
@@ -25,6 +25,8 @@ struct Inner {
     failures: HashMap<LimitKey, (u64, i64)>,
     /// One-time claims: key -> expiry in unix ms.
     claims: HashMap<OnceKey, i64>,
+    /// Challenges: key -> (payload, tries spent, expiry in unix ms).
+    challenges: HashMap<ChallengeKey, (String, u32, i64)>,
     writes: u64,
 }
 
@@ -62,6 +64,7 @@ impl Inner {
         let now_ms = now * 1000;
         self.failures.retain(|_, (_, end)| *end > now_ms);
         self.claims.retain(|_, end| *end > now_ms);
+        self.challenges.retain(|_, (_, _, end)| *end > now_ms);
         let expired: Vec<Uuid> = self
             .sessions
             .values()
@@ -312,6 +315,50 @@ impl TokenStore for MemoryStore {
                 Ok(true)
             }
         }
+    }
+
+    async fn put_challenge(
+        &self,
+        key: &ChallengeKey,
+        payload: &str,
+        ttl_secs: u64,
+    ) -> StoreResult<()> {
+        let now = now_ms();
+        let ttl_ms = i64::try_from(ttl_secs.max(1).saturating_mul(1000)).unwrap_or(i64::MAX);
+        let mut inner = self.inner.lock();
+        inner.maybe_sweep(now.div_euclid(1000));
+        inner.challenges.insert(
+            key.clone(),
+            (payload.to_owned(), 0, now.saturating_add(ttl_ms)),
+        );
+        Ok(())
+    }
+
+    async fn try_challenge(
+        &self,
+        key: &ChallengeKey,
+        max_tries: u32,
+    ) -> StoreResult<Option<String>> {
+        let now = now_ms();
+        let mut inner = self.inner.lock();
+        let Some((payload, tries, end)) = inner.challenges.get_mut(key) else {
+            return Ok(None);
+        };
+        if *end <= now || *tries >= max_tries {
+            inner.challenges.remove(key);
+            return Ok(None);
+        }
+        *tries += 1;
+        Ok(Some(payload.clone()))
+    }
+
+    async fn take_challenge(&self, key: &ChallengeKey) -> StoreResult<bool> {
+        let now = now_ms();
+        let mut inner = self.inner.lock();
+        Ok(inner
+            .challenges
+            .remove(key)
+            .is_some_and(|(_, _, end)| end > now))
     }
 
     async fn ping(&self) -> StoreResult<()> {

@@ -129,6 +129,27 @@ impl fmt::Display for OnceKey {
     }
 }
 
+/// A short-lived challenge (`TokenStore::put_challenge`): a payload that a
+/// limited number of tries may read, and one call may take. Its `Display`
+/// is the key without the store prefix.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ChallengeKey {
+    /// A login waiting for its second factor: the SHA-256 of its
+    /// `mfa_token` (`auth::mfa_token`), never the token.
+    Mfa([u8; 32]),
+}
+
+impl fmt::Display for ChallengeKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ChallengeKey::Mfa(hash) => {
+                f.write_str("mfa:")?;
+                hash.iter().try_for_each(|b| write!(f, "{b:02x}"))
+            }
+        }
+    }
+}
+
 /// A fixed-window failure counter: the count and the time left in its window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Failures {
@@ -210,6 +231,28 @@ pub trait TokenStore: Send + Sync + 'static {
     /// until `ttl_secs` (at least 1) after the first: one atomic step, so of
     /// N concurrent claims on any replicas exactly one wins.
     async fn claim_once(&self, key: &OnceKey, ttl_secs: u64) -> StoreResult<bool>;
+
+    /// Stores `payload` under `key` for `ttl_secs` (at least 1), with no
+    /// try spent.
+    async fn put_challenge(
+        &self,
+        key: &ChallengeKey,
+        payload: &str,
+        ttl_secs: u64,
+    ) -> StoreResult<()>;
+
+    /// Spends one try of the challenge and returns its payload, or `None`
+    /// when it is unknown, expired, taken, or had `max_tries` tries already
+    /// (then it is removed). Atomic: of N concurrent calls at most
+    /// `max_tries` in the challenge's whole life get the payload.
+    async fn try_challenge(
+        &self,
+        key: &ChallengeKey,
+        max_tries: u32,
+    ) -> StoreResult<Option<String>>;
+
+    /// Removes the challenge; `true` only for the call that removed it.
+    async fn take_challenge(&self, key: &ChallengeKey) -> StoreResult<bool>;
 
     async fn ping(&self) -> StoreResult<()>;
 }

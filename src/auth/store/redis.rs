@@ -15,6 +15,8 @@
 //! - `Pregister:ip:<addr>`: registrations from an address in the hour.
 //! - `Ponce:totp:<uid>:<step>`: a one-time claim (`claim_once`); expires
 //!   with its TTL.
+//! - `Pmfa:<sha256 of the mfa_token>`: a challenge, hash {p: payload,
+//!   t: tries spent}; expires with its TTL.
 //!
 //! Cluster rule: every script and every pipeline below touches one hash
 //! slot. A session's keys share `{sid}`, so the access check (one round
@@ -47,8 +49,8 @@ use redis::{
 use uuid::Uuid;
 
 use super::{
-    Failures, LimitKey, OnceKey, RotateRequest, Rotation, SessionRecord, StoreError, StoreResult,
-    TokenStore, now_secs,
+    ChallengeKey, Failures, LimitKey, OnceKey, RotateRequest, Rotation, SessionRecord, StoreError,
+    StoreResult, TokenStore, now_secs,
 };
 
 /// Bounds every store call, so an unreachable Redis fails closed quickly.
@@ -705,6 +707,49 @@ impl TokenStore for RedisStore {
         Ok(set.is_some())
     }
 
+    /// `HSET` + `EXPIRE` in one transaction: never a challenge without TTL.
+    async fn put_challenge(
+        &self,
+        key: &ChallengeKey,
+        payload: &str,
+        ttl_secs: u64,
+    ) -> StoreResult<()> {
+        let key = format!("{}{key}", self.prefix);
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .del(&key)
+            .ignore()
+            .hset_multiple(&key, &[("p", payload), ("t", "0")])
+            .ignore()
+            .expire(&key, ttl_secs.max(1) as i64)
+            .ignore();
+        self.query::<()>(pipe).await
+    }
+
+    /// One script on one key: read, count the try, remove at the limit.
+    async fn try_challenge(
+        &self,
+        key: &ChallengeKey,
+        max_tries: u32,
+    ) -> StoreResult<Option<String>> {
+        let mut pipe = redis::pipe();
+        eval(
+            &mut pipe,
+            TRY_CHALLENGE,
+            &format!("{}{key}", self.prefix),
+            &[max_tries.to_string()],
+        );
+        let (payload,): (Option<String>,) = self.query(pipe).await?;
+        Ok(payload)
+    }
+
+    async fn take_challenge(&self, key: &ChallengeKey) -> StoreResult<bool> {
+        let mut pipe = redis::pipe();
+        pipe.del(format!("{}{key}", self.prefix));
+        let (removed,): (i64,) = self.query(pipe).await?;
+        Ok(removed == 1)
+    }
+
     /// On a cluster, PING goes to every node: ready means every slot answers.
     async fn ping(&self) -> StoreResult<()> {
         self.run(|mut c| async move { redis::cmd("PING").query_async::<Value>(&mut c).await })
@@ -712,3 +757,16 @@ impl TokenStore for RedisStore {
             .map(|_| ())
     }
 }
+
+/// KEYS[1] the challenge, ARGV[1] the most tries it may have. Returns the
+/// payload (one more try spent) or nil; a challenge out of tries is removed.
+const TRY_CHALLENGE: &str = r#"
+local payload = redis.call('HGET', KEYS[1], 'p')
+if not payload then return false end
+local tries = redis.call('HINCRBY', KEYS[1], 't', 1)
+if tries > tonumber(ARGV[1]) then
+  redis.call('DEL', KEYS[1])
+  return false
+end
+return payload
+"#;
