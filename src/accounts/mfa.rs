@@ -161,6 +161,10 @@ async fn check_code(
 /// unconfirmed one; 409 while one is active.
 pub async fn enrol(state: &AppState, user_id: Uuid) -> Result<Enrolment, ApiError> {
     let secret = TotpSecret::generate();
+    let sealed = state
+        .data_key
+        .seal(user_id, secret.as_bytes())
+        .map_err(ApiError::internal)?;
     let txn = state.db.begin().await?;
     let Some(user) = lock_user(&txn, user_id).await? else {
         return Err(ApiError::TokenRevoked);
@@ -175,7 +179,7 @@ pub async fn enrol(state: &AppState, user_id: Uuid) -> Result<Enrolment, ApiErro
         .await?;
     totp_factor::ActiveModel {
         user_id: Set(user_id),
-        secret: Set(state.data_key.seal(user_id, secret.as_bytes()).to_db()),
+        secret: Set(sealed.to_db()),
         confirmed: Set(false),
         created_at: Set(Utc::now()),
     }
@@ -416,7 +420,11 @@ where
     let Some(current) = lock_user(&txn, user_id).await? else {
         return Ok(false);
     };
-    step(&txn).await?;
+    if !step(&txn).await? {
+        // Nothing to change (an admin removing a factor that is not
+        // there): no session ends.
+        return Ok(true);
+    }
     let enabled = active_factor(&txn, user_id).await?.is_some();
     let mut model: user::ActiveModel = current.clone().into();
     model.mfa_enabled = Set(enabled);

@@ -57,8 +57,9 @@ impl DataKey {
         XChaCha20Poly1305::new(&Key::from(self.seal))
     }
 
-    /// Seals `secret` for `user_id`, under a fresh random nonce.
-    pub fn seal(&self, user_id: Uuid, secret: &[u8]) -> Sealed {
+    /// Seals `secret` for `user_id`, under a fresh random nonce. (It only
+    /// fails for messages beyond 256 GiB.)
+    pub fn seal(&self, user_id: Uuid, secret: &[u8]) -> Result<Sealed, SealedError> {
         let mut nonce = [0u8; NONCE_LEN];
         rand::rng().fill_bytes(&mut nonce);
         let aad = aad(user_id);
@@ -71,9 +72,8 @@ impl DataKey {
                     aad: &aad,
                 },
             )
-            // Encryption only fails for messages beyond 256 GiB.
-            .unwrap_or_else(|_| unreachable!("XChaCha20-Poly1305 seals any short message"));
-        Sealed { nonce, ciphertext }
+            .map_err(|_| SealedError::TooLong)?;
+        Ok(Sealed { nonce, ciphertext })
     }
 
     /// Opens a secret sealed for `user_id` under this key. A wrong key, a
@@ -117,6 +117,8 @@ pub enum SealedError {
     Malformed,
     #[error("sealed secret does not open (wrong key, wrong user or altered)")]
     Rejected,
+    #[error("secret too long to seal")]
+    TooLong,
 }
 
 impl Sealed {
@@ -168,7 +170,7 @@ mod tests {
     fn round_trip_through_the_db_text() {
         let key = DataKey::derive(b"server key material of some length");
         let user = Uuid::now_v7();
-        let text = key.seal(user, SECRET).to_db();
+        let text = key.seal(user, SECRET).unwrap().to_db();
         assert!(text.starts_with("v1."), "{text}");
         // 24-byte nonce + 20-byte secret + 16-byte tag = 60 bytes = 80 chars.
         assert_eq!(text.len(), 3 + 80, "{text}");
@@ -182,14 +184,14 @@ mod tests {
         let again = DataKey::derive(b"server key material of some length");
         assert_eq!(open(&again, user, &text), Ok(SECRET.to_vec()));
         // An empty secret seals too.
-        let empty = key.seal(user, b"").to_db();
+        let empty = key.seal(user, b"").unwrap().to_db();
         assert_eq!(open(&key, user, &empty), Ok(vec![]));
     }
 
     #[test]
     fn wrong_key_fails() {
         let user = Uuid::now_v7();
-        let text = DataKey::derive(b"key a").seal(user, SECRET).to_db();
+        let text = DataKey::derive(b"key a").seal(user, SECRET).unwrap().to_db();
         assert_eq!(
             open(&DataKey::derive(b"key b"), user, &text),
             Err(SealedError::Rejected)
@@ -200,7 +202,7 @@ mod tests {
     fn another_users_row_does_not_open() {
         let key = DataKey::derive(b"k");
         let (alice, mallory) = (Uuid::now_v7(), Uuid::now_v7());
-        let text = key.seal(alice, SECRET).to_db();
+        let text = key.seal(alice, SECRET).unwrap().to_db();
         assert_eq!(open(&key, mallory, &text), Err(SealedError::Rejected));
         assert_eq!(open(&key, alice, &text), Ok(SECRET.to_vec()));
     }
@@ -209,7 +211,7 @@ mod tests {
     fn any_changed_byte_fails() {
         let key = DataKey::derive(b"k");
         let user = Uuid::now_v7();
-        let text = key.seal(user, SECRET).to_db();
+        let text = key.seal(user, SECRET).unwrap().to_db();
         let raw = URL_SAFE_NO_PAD.decode(&text[3..]).unwrap();
         // Every byte of nonce, ciphertext and tag is covered.
         for i in 0..raw.len() {
@@ -253,7 +255,7 @@ mod tests {
     fn two_seals_of_one_secret_differ() {
         let key = DataKey::derive(b"k");
         let user = Uuid::now_v7();
-        let (a, b) = (key.seal(user, SECRET), key.seal(user, SECRET));
+        let (a, b) = (key.seal(user, SECRET).unwrap(), key.seal(user, SECRET).unwrap());
         assert_ne!(a.nonce, b.nonce);
         assert_ne!(a.to_db(), b.to_db());
         assert_ne!(a.ciphertext, b.ciphertext);
@@ -264,7 +266,7 @@ mod tests {
         let material = b"material-that-must-not-show";
         let key = DataKey::derive(material);
         let user = Uuid::now_v7();
-        let sealed = key.seal(user, SECRET);
+        let sealed = key.seal(user, SECRET).unwrap();
         let opened = key.open(user, &sealed).unwrap();
         let printed = format!("{key:?} {sealed:?} {opened:?} {key:#?}");
         assert!(printed.contains("redacted"), "{printed}");
