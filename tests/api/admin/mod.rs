@@ -12,7 +12,7 @@ mod deletion;
 mod listing;
 mod roles;
 
-const USER_KEYS: [&str; 9] = [
+const USER_KEYS: [&str; 10] = [
     "id",
     "username",
     "email",
@@ -22,6 +22,7 @@ const USER_KEYS: [&str; 9] = [
     "updated_at",
     "email_verified",
     "pending_email",
+    "mfa_enabled",
 ];
 
 /// A User body: exactly the contract's fields, never a hash.
