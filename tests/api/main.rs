@@ -22,6 +22,7 @@ mod keys;
 mod limits;
 mod logscan;
 mod metrics;
+mod mfa;
 mod openapi;
 mod outage;
 mod outbox;

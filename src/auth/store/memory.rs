@@ -344,8 +344,12 @@ impl TokenStore for MemoryStore {
         let Some((payload, tries, end)) = inner.challenges.get_mut(key) else {
             return Ok(None);
         };
-        if *end <= now || *tries >= max_tries {
+        if *end <= now {
             inner.challenges.remove(key);
+            return Ok(None);
+        }
+        if *tries >= max_tries {
+            // Kept for a try within the limit to take (see the trait).
             return Ok(None);
         }
         *tries += 1;

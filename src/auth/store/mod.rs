@@ -242,9 +242,12 @@ pub trait TokenStore: Send + Sync + 'static {
     ) -> StoreResult<()>;
 
     /// Spends one try of the challenge and returns its payload, or `None`
-    /// when it is unknown, expired, taken, or had `max_tries` tries already
-    /// (then it is removed). Atomic: of N concurrent calls at most
-    /// `max_tries` in the challenge's whole life get the payload.
+    /// when it is unknown, expired, taken, or had `max_tries` tries already.
+    /// Atomic: of N concurrent calls at most `max_tries` in the challenge's
+    /// whole life get the payload. A try over the limit leaves the
+    /// challenge in place (until taken or expired): a caller that got the
+    /// payload within the limit may still take it, so a flood of tries
+    /// cannot void a right answer that came in time.
     async fn try_challenge(
         &self,
         key: &ChallengeKey,

@@ -726,7 +726,7 @@ impl TokenStore for RedisStore {
         self.query::<()>(pipe).await
     }
 
-    /// One script on one key: read, count the try, remove at the limit.
+    /// One script on one key: read and count the try.
     async fn try_challenge(
         &self,
         key: &ChallengeKey,
@@ -759,14 +759,12 @@ impl TokenStore for RedisStore {
 }
 
 /// KEYS[1] the challenge, ARGV[1] the most tries it may have. Returns the
-/// payload (one more try spent) or nil; a challenge out of tries is removed.
+/// payload (one more try spent) or nil. A challenge out of tries stays
+/// until taken or expired: a try within the limit may still take it.
 const TRY_CHALLENGE: &str = r#"
 local payload = redis.call('HGET', KEYS[1], 'p')
 if not payload then return false end
 local tries = redis.call('HINCRBY', KEYS[1], 't', 1)
-if tries > tonumber(ARGV[1]) then
-  redis.call('DEL', KEYS[1])
-  return false
-end
+if tries > tonumber(ARGV[1]) then return false end
 return payload
 "#;

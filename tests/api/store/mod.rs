@@ -6,12 +6,14 @@
 //! bottom generates the `#[tokio::test]` wrappers per backend. The bodies
 //! live in one submodule per area; the helpers here are theirs.
 
+mod challenges;
 mod claims;
 mod counters;
 mod redis_keys;
 mod rotation;
 mod sessions;
 
+use challenges::*;
 use claims::*;
 use counters::*;
 use redis_keys::*;
@@ -305,10 +307,15 @@ store_suite! {
         failure_window_is_fixed_and_expires,
         claim_once_until_expiry,
         concurrent_claims_one_winner,
+        challenge_payload_for_max_tries,
+        challenge_taken_once,
+        concurrent_tries_within_max_tries,
+        challenge_expires,
     ],
     redis_only: [
         redis_keys_expire_and_share_hash_tag,
         redis_failure_keys_expire,
         redis_claim_is_one_expiring_key,
+        redis_challenge_is_one_expiring_key,
     ],
 }
