@@ -10,24 +10,36 @@ The password-reset flow reads the mailed link the way a user would open
 it: the service runs with the log delivery (TESSERA_SMTP_URL unset), and
 scripts/lib/mail-token finds the link's token in the server log.
 
+The second factor: enrol and confirm a TOTP factor with codes computed by
+pyotp (the authenticator app), log in through the 403 `MfaRequired`
+challenge with a code and with a recovery code, remove the factor.
+
 Environment: TESSERA_BASE, TESSERA_ADMIN_EMAIL, TESSERA_ADMIN_PASSWORD,
 TESSERA_LOG (the server's log file, for the mailed links).
 """
 
+import base64
+import json
 import os
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
+import pyotp
 from tessera_client import AuthenticatedClient, Client, errors
 from tessera_client.api.auth import (
+    confirm_totp,
+    delete_totp,
+    enroll_totp,
     forgot_password,
     login,
     logout,
     refresh,
     register,
     reset_password,
+    verify_mfa,
 )
 from tessera_client.api.catalog import create_category, create_product, list_products
 from tessera_client.api.employees import (
@@ -46,15 +58,19 @@ from tessera_client.models import (
     ErrorCode,
     ForgotPassword,
     LoginByEmail,
+    MfaCode,
+    MfaVerify,
     NewEmployee,
     NewProduct,
     PageEmployee,
     Product,
     ProductPage,
     ProductSummary,
+    RecoveryCodes,
     Register,
     ResetPassword,
     TokenPair,
+    TotpEnrolment,
     User,
 )
 from tessera_client.types import UNSET, Response
@@ -477,6 +493,197 @@ def logout_flow(pair: TokenPair) -> None:
     )
 
 
+class Authenticator:
+    """The user's authenticator app, as pyotp: a code of a time step not used yet.
+
+    The service accepts a step once per account, and a code of the previous,
+    current or next 30 s step; so each call picks a step of its own among
+    those, and waits for the next step when none is left that stays valid
+    long enough for the request to arrive."""
+
+    def __init__(self, secret: str) -> None:
+        self.totp = pyotp.TOTP(secret)
+        self.used: set[int] = set()
+
+    def code(self) -> str:
+        while True:
+            now = time.time()
+            step = int(now // 30)
+            # The current and the next step stay valid for 30 s at least; the
+            # previous one only until the current step ends.
+            candidates = [step, step + 1]
+            if now - step * 30 < 20:
+                candidates.append(step - 1)
+            for candidate in candidates:
+                if candidate not in self.used:
+                    self.used.add(candidate)
+                    return self.totp.at(candidate * 30)
+            time.sleep((step + 1) * 30 - now + 0.5)
+
+
+def access_claims(token: str) -> dict:
+    """The payload of a JWT, as any app can read it (no signature check here)."""
+    payload = token.split(".")[1]
+    return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+
+
+def mfa_challenge(step: str, email: str, password: str) -> str:
+    """A login of an account with a factor: 403 MfaRequired with an mfa_token."""
+    body = check_error(
+        step,
+        login.sync_detailed(
+            client=anonymous(), body=LoginByEmail(email=email, password=password)
+        ),
+        403,
+        ErrorCode.MFA_REQUIRED,
+    )
+    expect(
+        step,
+        isinstance(body.mfa_token, str) and len(body.mfa_token) >= 22,
+        f"mfa_token {body.mfa_token!r}",
+    )
+    expect(
+        step,
+        isinstance(body.expires_in, int) and 0 < body.expires_in <= 300,
+        f"expires_in {body.expires_in!r}",
+    )
+    return body.mfa_token
+
+
+def verified_pair(step: str, mfa_token: str, code: str, user: User) -> TokenPair:
+    """/auth/mfa/verify answers a TokenPair whose access token says pwd and otp."""
+    pair = check(
+        step,
+        verify_mfa.sync_detailed(
+            client=anonymous(), body=MfaVerify(mfa_token=mfa_token, code=code)
+        ),
+        200,
+        TokenPair,
+    )
+    expect(step, pair.user_id == user.id, f"user_id {pair.user_id}")
+    amr = access_claims(pair.access_token).get("amr")
+    expect(step, amr == ["pwd", "otp"], f"amr {amr!r}, expected ['pwd', 'otp']")
+    return pair
+
+
+def mfa_flow(tag: str) -> None:
+    """Enrol a TOTP factor, confirm it, log in with a code and with a
+    recovery code, remove the factor: the login is plain again."""
+    email = f"py-mfa-{tag}@example.com"
+    password = f"py-mfa-secret-{tag}"
+    user = check(
+        "mfa: register",
+        register.sync_detailed(
+            client=anonymous(),
+            body=Register(username=f"py_mfa_{tag}", email=email, password=password),
+        ),
+        201,
+        User,
+    )
+    pair = login_pair("mfa: login", email, password)
+    amr = access_claims(pair.access_token).get("amr")
+    expect("mfa: login", amr == ["pwd"], f"amr {amr!r}, expected ['pwd']")
+
+    enrolment = check(
+        "enrol totp",
+        enroll_totp.sync_detailed(client=bearer(pair.access_token)),
+        200,
+        TotpEnrolment,
+    )
+    # The URI is what the QR code holds: an authenticator library reads it.
+    from_uri = pyotp.parse_uri(enrolment.otpauth_uri)
+    expect(
+        "enrol totp",
+        isinstance(from_uri, pyotp.TOTP) and from_uri.secret == enrolment.secret,
+        f"otpauth_uri {enrolment.otpauth_uri!r} does not carry the secret",
+    )
+    expect("enrol totp", "<svg" in enrolment.qr_svg, "qr_svg has no <svg>")
+    app = Authenticator(enrolment.secret)
+
+    confirm_code = app.code()
+    recovery = check(
+        "confirm totp",
+        confirm_totp.sync_detailed(
+            client=bearer(pair.access_token), body=MfaCode(code=confirm_code)
+        ),
+        200,
+        RecoveryCodes,
+    )
+    codes = recovery.recovery_codes
+    expect(
+        "confirm totp",
+        len(codes) == 10 and len(set(codes)) == 10,
+        f"{len(codes)} recovery codes, {len(set(codes))} distinct",
+    )
+    expect(
+        "confirm totp",
+        all(isinstance(c, str) and len(c) >= 10 for c in codes),
+        f"recovery codes {codes!r}",
+    )
+
+    mfa_token = mfa_challenge("login with a factor", email, password)
+    # The confirm code's step is spent: the same code is refused.
+    check_error(
+        "verify with the confirm code again",
+        verify_mfa.sync_detailed(
+            client=anonymous(), body=MfaVerify(mfa_token=mfa_token, code=confirm_code)
+        ),
+        401,
+        ErrorCode.INVALID_CREDENTIALS,
+    )
+    otp_pair = verified_pair("verify mfa (totp)", mfa_token, app.code(), user)
+    # A right code (left unspent: the token is refused before the code is
+    # looked at) cannot reuse the token.
+    check_error(
+        "verify with the used mfa_token",
+        verify_mfa.sync_detailed(
+            client=anonymous(),
+            body=MfaVerify(mfa_token=mfa_token, code=app.totp.now()),
+        ),
+        401,
+        ErrorCode.TOKEN_INVALID,
+    )
+    rotated = check(
+        "mfa: refresh",
+        refresh.sync_detailed(client=bearer(otp_pair.refresh_token)),
+        200,
+        TokenPair,
+    )
+    amr = access_claims(rotated.access_token).get("amr")
+    expect("mfa: refresh", amr == ["pwd", "otp"], f"amr {amr!r} after a refresh")
+
+    recovery_pair = verified_pair(
+        "verify mfa (recovery code)",
+        mfa_challenge("login with a factor (recovery)", email, password),
+        codes[0],
+        user,
+    )
+    check_error(
+        "verify with the same recovery code again",
+        verify_mfa.sync_detailed(
+            client=anonymous(),
+            body=MfaVerify(
+                mfa_token=mfa_challenge("login with a factor (again)", email, password),
+                code=codes[0],
+            ),
+        ),
+        401,
+        ErrorCode.INVALID_CREDENTIALS,
+    )
+
+    check(
+        "delete totp",
+        delete_totp.sync_detailed(
+            client=bearer(recovery_pair.access_token), body=MfaCode(code=app.code())
+        ),
+        204,
+        None,
+    )
+    plain = login_pair("login without a factor", email, password)
+    amr = access_claims(plain.access_token).get("amr")
+    expect("login without a factor", amr == ["pwd"], f"amr {amr!r}, expected ['pwd']")
+
+
 def main() -> int:
     tag = uuid.uuid4().hex[:12]
     try:
@@ -485,6 +692,7 @@ def main() -> int:
         catalog_flow(tag, pair)
         logout_flow(pair)
         reset_flow(tag)
+        mfa_flow(tag)
     except FlowError as err:
         print(f"FAIL {err}", file=sys.stderr)
         return 1

@@ -24,7 +24,8 @@
 //   app page <name>-browser-session.png (<name>-browser-session-failure.png).
 //
 // Steps: register an account with a plain fetch (POST /auth/register), then in
-// the browser: open /docs, "Try it out" on POST /auth/login with the account's
+// the browser: open /docs, check that the second factor's operations are
+// listed (method and path), "Try it out" on POST /auth/login with the account's
 // email and password, read access_token from the live response, paste it into
 // "Authorize" (the accessToken bearer scheme), "Try it out" on GET /users/me,
 // and expect 200 with the account's email. Every request the page made must
@@ -169,6 +170,31 @@ async function execute(page, op, label, path) {
   return { resp, live };
 }
 
+// The second factor's operations (API.md "Second factor (TOTP)"): each is
+// listed under its tag with its method and path.
+const secondFactorOperations = [
+  ['Auth', 'enroll_totp', 'POST', '/auth/mfa/totp'],
+  ['Auth', 'confirm_totp', 'POST', '/auth/mfa/totp/confirm'],
+  ['Auth', 'delete_totp', 'DELETE', '/auth/mfa/totp'],
+  ['Auth', 'regenerate_recovery_codes', 'POST', '/auth/mfa/recovery-codes'],
+  ['Auth', 'verify_mfa', 'POST', '/auth/mfa/verify'],
+  ['Auth', 'browser_verify_mfa', 'POST', '/auth/browser/mfa/verify'],
+  ['Users', 'delete_user_mfa', 'DELETE', '/users/{id}/mfa'],
+];
+
+async function secondFactorListed(page) {
+  step(`the second factor's ${secondFactorOperations.length} operations are listed`);
+  for (const [tag, id, method, path] of secondFactorOperations) {
+    const op = page.locator(`#operations-${tag}-${id}`);
+    await op.waitFor({ state: 'visible' });
+    const shownMethod = (await op.locator('.opblock-summary-method').first().innerText()).trim();
+    const shownPath = await op.locator('.opblock-summary-path').first().getAttribute('data-path');
+    if (shownMethod !== method || shownPath !== path) {
+      fail(`#operations-${tag}-${id} shows ${shownMethod} ${shownPath}, expected ${method} ${path}`);
+    }
+  }
+}
+
 async function run(page) {
   step('open /docs');
   const nav = await page.goto(`${base}/docs`, { waitUntil: 'load' });
@@ -177,6 +203,7 @@ async function run(page) {
   await page.locator('#ui .swagger-ui').first().waitFor({ state: 'attached' });
   await page.locator('#operations-Auth-login').waitFor({ state: 'visible' });
   await page.locator('#operations-Users-get_me').waitFor({ state: 'visible' });
+  await secondFactorListed(page);
 
   // ---- POST /auth/login
   const login = await tryItOut(page, 'operations-Auth-login', 'POST /auth/login');

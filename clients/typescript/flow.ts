@@ -12,11 +12,14 @@
 //                           delivery of mail, and the password reset reads
 //                           its mailed link there (scripts/lib/mail-token)
 //
+// The second factor: TOTP codes come from a small RFC 6238 function below
+// (node:crypto), checked against the RFC's test vectors first.
+//
 // scripts/client-typescript does all of that; exits 1 with a message on the
 // first unexpected answer.
 
 import { execFile } from "node:child_process";
-import { randomBytes } from "node:crypto";
+import { createHmac, randomBytes } from "node:crypto";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import createClient from "openapi-fetch";
@@ -36,6 +39,9 @@ type ErrorCode = Schemas["ErrorCode"];
 // The body of the operation reset_password, by its operation id: a renamed
 // operation or a changed body is a compile error.
 type ResetBody = operations["reset_password"]["requestBody"]["content"]["application/json"];
+type MfaVerifyBody = operations["verify_mfa"]["requestBody"]["content"]["application/json"];
+type TotpEnrolment = Schemas["TotpEnrolment"];
+type RecoveryCodes = Schemas["RecoveryCodes"];
 
 class FlowError extends Error {}
 
@@ -397,6 +403,215 @@ step("reset: the old password is refused, the new one works", async () => {
     const me: User = ok("GET /users/me", r, 200);
     // The link proved the mailbox.
     checkAddressFields("reset: me", me, true);
+});
+
+// The second factor: a fresh account enrols TOTP, confirms it, logs in
+// through the 403 MfaRequired challenge with a code and with a recovery code,
+// and removes the factor.
+
+// RFC 4648 base32, the form of the secret (and of the otpauth URI's secret=).
+function base32Decode(text: string): Buffer {
+    const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    const bytes: number[] = [];
+    let bits = 0;
+    let value = 0;
+    for (const ch of text.replace(/=+$/, "").toUpperCase()) {
+        const index = alphabet.indexOf(ch);
+        if (index < 0) {
+            fail(`not base32: ${JSON.stringify(text)}`);
+        }
+        // At most 12 bits are pending at once.
+        value = ((value << 5) | index) & 0xfff;
+        bits += 5;
+        if (bits >= 8) {
+            bits -= 8;
+            bytes.push((value >>> bits) & 0xff);
+        }
+    }
+    return Buffer.from(bytes);
+}
+
+// RFC 6238 TOTP as the service uses it: HMAC-SHA1, 6 digits, `step` = unix time / 30.
+function totpAt(key: Buffer, step: number): string {
+    const counter = Buffer.alloc(8);
+    counter.writeBigUInt64BE(BigInt(step));
+    const mac = createHmac("sha1", key).update(counter).digest();
+    const offset = mac.readUInt8(mac.length - 1) & 0x0f;
+    const binary = mac.readUInt32BE(offset) & 0x7fffffff;
+    return String(binary % 1_000_000).padStart(6, "0");
+}
+
+// The user's authenticator app: a code of a time step not used yet. The
+// service accepts a step once per account, and the previous, current or next
+// 30 s step; each call picks a step of its own among those, and waits for the
+// next step when none is left that stays valid long enough.
+class Authenticator {
+    private readonly used = new Set<number>();
+    constructor(readonly key: Buffer) {}
+
+    now(): string {
+        return totpAt(this.key, Math.floor(Date.now() / 1000 / 30));
+    }
+
+    async code(): Promise<string> {
+        for (;;) {
+            const now = Date.now() / 1000;
+            const current = Math.floor(now / 30);
+            // The current and the next step stay valid for 30 s at least; the
+            // previous one only until the current step ends.
+            const candidates = now - current * 30 < 20 ? [current, current + 1, current - 1] : [current, current + 1];
+            const free = candidates.find((s) => !this.used.has(s));
+            if (free !== undefined) {
+                this.used.add(free);
+                return totpAt(this.key, free);
+            }
+            await new Promise((done) => setTimeout(done, ((current + 1) * 30 - now + 0.5) * 1000));
+        }
+    }
+}
+
+// The payload of a JWT, as any app can read it (no signature check here).
+function accessClaims(token: string): { amr?: unknown } {
+    const payload = token.split(".")[1];
+    if (payload === undefined) {
+        fail(`not a JWT: ${token}`);
+    }
+    return JSON.parse(Buffer.from(payload, "base64url").toString("utf8")) as { amr?: unknown };
+}
+
+function checkAmr(what: string, pair: TokenPair, want: string[]): void {
+    const amr = accessClaims(pair.access_token).amr;
+    check(`${what}: amr ${JSON.stringify(want)}`, JSON.stringify(amr) === JSON.stringify(want), amr);
+}
+
+const mfaEmail = `ts-mfa-${suffix}@example.com`;
+const mfaPassword = `mfa-${suffix}-long-enough`;
+let mfaUser: User;
+let mfaTokens: TokenPair;
+let app: Authenticator;
+let confirmCode: string;
+let recoveryCodes: string[];
+
+// A login of the account with a factor: 403 MfaRequired with an mfa_token.
+async function mfaChallenge(what: string): Promise<string> {
+    const r = await client.POST("/auth/login", { body: { email: mfaEmail, password: mfaPassword } });
+    const error: ErrorBody = refused(what, r, 403, "MfaRequired");
+    const token: string | undefined = error.mfa_token;
+    const expiresIn: number | undefined = error.expires_in;
+    if (typeof token !== "string" || token.length < 22) {
+        fail(`${what}: no mfa_token in ${JSON.stringify(error)}`);
+    }
+    check(`${what}: 0 < expires_in <= 300`, expiresIn !== undefined && expiresIn > 0 && expiresIn <= 300, error);
+    return token;
+}
+
+// /auth/mfa/verify answers a TokenPair whose access token says pwd and otp.
+async function verified(what: string, body: MfaVerifyBody): Promise<TokenPair> {
+    const pair: TokenPair = ok(what, await client.POST("/auth/mfa/verify", { body }), 200);
+    checkTokenPair(what, pair, mfaUser.id);
+    checkAmr(what, pair, ["pwd", "otp"]);
+    return pair;
+}
+
+step("mfa: the TOTP function meets RFC 6238's test vectors", async () => {
+    const key = Buffer.from("12345678901234567890", "ascii");
+    // T = 59 s and 1111111109 s: 94287082 and 07081804 (8 digits) in the RFC.
+    check("rfc 6238: T=59", totpAt(key, 1) === "287082", totpAt(key, 1));
+    check("rfc 6238: T=1111111109", totpAt(key, 37037036) === "081804", totpAt(key, 37037036));
+    check("base32", base32Decode("GEZDGNBVGY3TQOJQ").toString("ascii") === "1234567890", "GEZDGNBVGY3TQOJQ");
+});
+
+step("mfa: register and log in", async () => {
+    const r = await client.POST("/auth/register", {
+        body: { username: `ts_mfa.${suffix}`, email: mfaEmail, password: mfaPassword },
+    });
+    mfaUser = ok("POST /auth/register", r, 201);
+    const login = await client.POST("/auth/login", { body: { email: mfaEmail, password: mfaPassword } });
+    mfaTokens = ok("POST /auth/login", login, 200);
+    checkTokenPair("mfa: login", mfaTokens, mfaUser.id);
+    checkAmr("mfa: login", mfaTokens, ["pwd"]);
+});
+
+step("mfa: enrol", async () => {
+    const r = await client.POST("/auth/mfa/totp", { headers: bearer(mfaTokens.access_token) });
+    const enrolment: TotpEnrolment = ok("POST /auth/mfa/totp", r, 200);
+    const uri = new URL(enrolment.otpauth_uri);
+    check("enrol: otpauth://totp/", uri.protocol === "otpauth:" && uri.host === "totp", enrolment.otpauth_uri);
+    check("enrol: the URI's secret", uri.searchParams.get("secret") === enrolment.secret, enrolment.otpauth_uri);
+    check("enrol: qr_svg", enrolment.qr_svg.includes("<svg"), enrolment.qr_svg.slice(0, 80));
+    const key = base32Decode(enrolment.secret);
+    check("enrol: a 160-bit secret", key.length === 20, key.length);
+    app = new Authenticator(key);
+});
+
+step("mfa: confirm", async () => {
+    confirmCode = await app.code();
+    const r = await client.POST("/auth/mfa/totp/confirm", {
+        headers: bearer(mfaTokens.access_token),
+        body: { code: confirmCode },
+    });
+    const codes: RecoveryCodes = ok("POST /auth/mfa/totp/confirm", r, 200);
+    recoveryCodes = codes.recovery_codes;
+    check("confirm: 10 distinct recovery codes", new Set(recoveryCodes).size === 10, recoveryCodes);
+    check("confirm: each of 10 characters or more", recoveryCodes.every((c) => c.length >= 10), recoveryCodes);
+});
+
+step("mfa: log in with a TOTP code", async () => {
+    const mfaToken = await mfaChallenge("POST /auth/login (factor)");
+    // The confirm code's step is spent: the same code is refused.
+    refused(
+        "POST /auth/mfa/verify (the confirm code again)",
+        await client.POST("/auth/mfa/verify", { body: { mfa_token: mfaToken, code: confirmCode } }),
+        401,
+        "InvalidCredentials",
+    );
+    const pair = await verified("POST /auth/mfa/verify (totp)", { mfa_token: mfaToken, code: await app.code() });
+    // A right code (left unspent: the token is refused before the code is
+    // looked at) cannot reuse the token.
+    refused(
+        "POST /auth/mfa/verify (used mfa_token)",
+        await client.POST("/auth/mfa/verify", { body: { mfa_token: mfaToken, code: app.now() } }),
+        401,
+        "TokenInvalid",
+    );
+    const rotated: TokenPair = ok(
+        "POST /auth/refresh (mfa session)",
+        await client.POST("/auth/refresh", { headers: bearer(pair.refresh_token) }),
+        200,
+    );
+    checkAmr("refresh keeps the session's amr", rotated, ["pwd", "otp"]);
+});
+
+step("mfa: a recovery code works once", async () => {
+    const code = recoveryCodes[0] ?? fail("no recovery code");
+    mfaTokens = await verified("POST /auth/mfa/verify (recovery code)", {
+        mfa_token: await mfaChallenge("POST /auth/login (factor, recovery)"),
+        code,
+    });
+    refused(
+        "POST /auth/mfa/verify (the same recovery code again)",
+        await client.POST("/auth/mfa/verify", {
+            body: { mfa_token: await mfaChallenge("POST /auth/login (factor, again)"), code },
+        }),
+        401,
+        "InvalidCredentials",
+    );
+});
+
+step("mfa: remove the factor", async () => {
+    noContent(
+        "DELETE /auth/mfa/totp",
+        await client.DELETE("/auth/mfa/totp", {
+            headers: bearer(mfaTokens.access_token),
+            body: { code: await app.code() },
+        }),
+    );
+    const plain: TokenPair = ok(
+        "POST /auth/login (no factor)",
+        await client.POST("/auth/login", { body: { email: mfaEmail, password: mfaPassword } }),
+        200,
+    );
+    checkAmr("login without a factor", plain, ["pwd"]);
 });
 
 async function main(): Promise<void> {
