@@ -28,7 +28,7 @@ use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::{changes::lock_user, new_stamp, signin};
+use super::{changes::lock_user, new_stamp, session_start};
 use crate::{
     auth::{
         claims::Amr,
@@ -380,7 +380,7 @@ pub async fn verify(
         // Another right code took it first.
         return Err(ApiError::TokenInvalid);
     }
-    signin::start_checked(state, &user, Amr::PwdOtp, meta).await
+    session_start::start_checked(state, &user, Amr::PwdOtp, meta).await
 }
 
 /// The reset's half (`recovery::reset`): an account with an active factor

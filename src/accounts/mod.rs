@@ -6,6 +6,7 @@
 mod changes;
 pub mod mfa;
 pub mod recovery;
+mod session_start;
 mod signin;
 mod signup;
 pub mod verification;

@@ -191,7 +191,10 @@ mod tests {
     #[test]
     fn wrong_key_fails() {
         let user = Uuid::now_v7();
-        let text = DataKey::derive(b"key a").seal(user, SECRET).unwrap().to_db();
+        let text = DataKey::derive(b"key a")
+            .seal(user, SECRET)
+            .unwrap()
+            .to_db();
         assert_eq!(
             open(&DataKey::derive(b"key b"), user, &text),
             Err(SealedError::Rejected)
@@ -255,7 +258,10 @@ mod tests {
     fn two_seals_of_one_secret_differ() {
         let key = DataKey::derive(b"k");
         let user = Uuid::now_v7();
-        let (a, b) = (key.seal(user, SECRET).unwrap(), key.seal(user, SECRET).unwrap());
+        let (a, b) = (
+            key.seal(user, SECRET).unwrap(),
+            key.seal(user, SECRET).unwrap(),
+        );
         assert_ne!(a.nonce, b.nonce);
         assert_ne!(a.to_db(), b.to_db());
         assert_ne!(a.ciphertext, b.ciphertext);
