@@ -287,7 +287,7 @@ fn key_ring(config: &Config) -> anyhow::Result<(KeyRing, Vec<u8>)> {
     };
     if config.data_key.is_none() {
         tracing::warn!(
-            "TESSERA_DATA_KEY is not set: mail link and CSRF tokens use a key derived from the signing key, and change when it does"
+            "TESSERA_DATA_KEY is not set: TOTP secrets, recovery codes, mail link and CSRF tokens use a key derived from the signing key, and change when it does"
         );
     }
     Ok((keys, material))

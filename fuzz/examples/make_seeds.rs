@@ -25,6 +25,9 @@ fn claims(typ: TokenType) -> Claims {
         sid: Uuid::from_u128(0x0190c1d6_6d3a_7c4e_8a5b_0123456789ad),
         role: (typ == TokenType::Access).then_some(Role::User),
         fresh: (typ == TokenType::Access).then_some(true),
+        // Left out, so that the committed seeds stay as they were written
+        // before `amr` existed (such a token counts as `["pwd"]`).
+        amr: None,
     }
 }
 
@@ -348,9 +351,41 @@ fn body_seeds(root: &Path) {
     }
 }
 
+/// Text for `mfa_inputs`: TOTP codes, recovery codes and mfa_tokens, well
+/// formed and nearly so.
+fn mfa_seeds(root: &Path) {
+    let dir = root.join("mfa_inputs");
+    fs::create_dir_all(&dir).unwrap();
+    let token = base64_url(&[0x42; 32]);
+    // The same bytes, spelled with the last character's padding bits set.
+    let second_spelling = format!("{}J", &token[..token.len() - 1]);
+    let seeds: [(&str, &str); 13] = [
+        ("code", "123456"),
+        ("code-whitespace", " 654321\n"),
+        ("code-short", "12345"),
+        ("code-inner-space", "123 456"),
+        (
+            "code-fullwidth",
+            "\u{ff11}\u{ff12}\u{ff13}\u{ff14}\u{ff15}\u{ff16}",
+        ),
+        ("recovery", "abcd-efgh-jk23"),
+        ("recovery-sloppy", " ABCD efgh\tJK23 "),
+        ("recovery-lookalike", "abcd-efgh-jk2o"),
+        ("recovery-long", "abcd-efgh-jk234"),
+        ("token", &token),
+        ("token-second-spelling", &second_spelling),
+        ("token-padded", &format!("{token}=")),
+        ("token-base64", &token.replace('k', "+")),
+    ];
+    for (name, text) in seeds {
+        write(&dir, name, text.as_bytes());
+    }
+}
+
 fn main() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus");
     token_seeds(&root);
     body_seeds(&root);
+    mfa_seeds(&root);
     println!("seeds written under {}", root.display());
 }
