@@ -129,6 +129,7 @@ fn sign_and_verify(c: &mut Criterion) {
 fn engine(store: Arc<dyn TokenStore>) -> TokenEngine {
     let (_, keys) = rings().swap_remove(0);
     TokenEngine {
+        cache: None,
         keys,
         store,
         settings: TokenSettings {

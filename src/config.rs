@@ -287,6 +287,24 @@ pub struct Config {
     /// unset: derived from the signing secret.
     #[arg(long = "data-key", env = "TESSERA_DATA_KEY", value_parser = parse_secret, hide_env_values = true)]
     pub data_key: Option<SecretString>,
+
+    /// `tracking`: each replica caches access-token checks, invalidated by
+    /// Redis client-side caching (needs `REDIS_URL`).
+    #[arg(
+        long = "verify-cache",
+        env = "TESSERA_VERIFY_CACHE",
+        default_value = "off"
+    )]
+    pub verify_cache: VerifyCacheMode,
+}
+
+/// `TESSERA_VERIFY_CACHE` (API.md "Configuration").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum VerifyCacheMode {
+    /// Every check is a store round trip.
+    Off,
+    /// Checks answered from a per-replica cache that Redis invalidates.
+    Tracking,
 }
 
 impl Config {
@@ -388,6 +406,7 @@ impl std::fmt::Debug for Config {
             .field("mail_from", &self.mail_from)
             .field("email_verification", &self.email_verification)
             .field("data_key", &self.data_key.as_ref().map(|_| "[redacted]"))
+            .field("verify_cache", &self.verify_cache)
             .finish_non_exhaustive()
     }
 }
@@ -516,6 +535,17 @@ impl Config {
             problems.push(format!(
                 "TESSERA_DATA_KEY is shorter than {min} bytes (generate one with `openssl rand -hex 32`)"
             ));
+        }
+        if self.verify_cache == VerifyCacheMode::Tracking
+            && self
+                .redis_url
+                .as_deref()
+                .is_none_or(|u| u.trim().is_empty())
+        {
+            problems.push(
+                "TESSERA_VERIFY_CACHE=tracking needs REDIS_URL: the cache is invalidated by Redis (the in-memory store needs no cache)"
+                    .into(),
+            );
         }
         if self.env == Environment::Production {
             if !self.cookie_secure {

@@ -18,6 +18,8 @@
 //! | `tessera_connections_closed_slow_total` | counter | `reason` (`SlowClose`) |
 //! | `tessera_connections_open` | gauge | |
 //! | `tessera_connections_cap_reached_total`, `tessera_connections_over_address_share_total`, `tessera_accept_backoffs_total` | counter | |
+//! | `tessera_verify_cache_{entries,bytes,live}` | gauge | (with `TESSERA_VERIFY_CACHE=tracking`) |
+//! | `tessera_verify_cache_{hits,misses,invalidations,flushes}_total` | counter | (with `TESSERA_VERIFY_CACHE=tracking`) |
 //!
 //! Every label value comes from a closed set (the enums below, route
 //! templates, known methods), so no client can grow the number of series.
@@ -599,7 +601,76 @@ pub fn render_with_pool(pool: Option<PoolStats>) -> String {
     render_pool(&mut out, pool);
     render_connections(&mut out);
     render_mail(&mut out);
+    render_verify_cache(&mut out);
     out
+}
+
+fn verify_cache_slot()
+-> &'static Mutex<Option<std::sync::Arc<crate::auth::verify_cache::VerifyCache>>> {
+    static SLOT: OnceLock<Mutex<Option<std::sync::Arc<crate::auth::verify_cache::VerifyCache>>>> =
+        OnceLock::new();
+    SLOT.get_or_init(|| Mutex::new(None))
+}
+
+/// The verify cache whose figures `/metrics` shows (the process's one; in
+/// tests, the app started last).
+pub fn watch_verify_cache(cache: std::sync::Arc<crate::auth::verify_cache::VerifyCache>) {
+    *verify_cache_slot().lock() = Some(cache);
+}
+
+fn render_verify_cache(out: &mut String) {
+    let Some(cache) = verify_cache_slot().lock().clone() else {
+        return;
+    };
+    let st = &cache.stats;
+    let rows: [(&str, &str, &str, u64); 7] = [
+        (
+            "tessera_verify_cache_entries",
+            "gauge",
+            "Access-token checks cached by this replica.",
+            cache.len() as u64,
+        ),
+        (
+            "tessera_verify_cache_bytes",
+            "gauge",
+            "Approximate memory of the cached checks.",
+            cache.bytes() as u64,
+        ),
+        (
+            "tessera_verify_cache_live",
+            "gauge",
+            "1 while Redis tracking is up and the cache answers; 0 while checks go to Redis.",
+            u64::from(cache.is_live()),
+        ),
+        (
+            "tessera_verify_cache_hits_total",
+            "counter",
+            "Checks answered from the cache.",
+            st.hits.load(Ordering::Relaxed),
+        ),
+        (
+            "tessera_verify_cache_misses_total",
+            "counter",
+            "Checks that asked Redis while the cache was live.",
+            st.misses.load(Ordering::Relaxed),
+        ),
+        (
+            "tessera_verify_cache_invalidations_total",
+            "counter",
+            "Sessions forgotten: a Redis invalidation or a revocation by this replica.",
+            st.invalidations.load(Ordering::Relaxed),
+        ),
+        (
+            "tessera_verify_cache_flushes_total",
+            "counter",
+            "Times the whole cache was emptied (tracking lost or regained, or a flush).",
+            st.flushes.load(Ordering::Relaxed),
+        ),
+    ];
+    for (name, kind, help, v) in rows {
+        family(out, name, kind, help);
+        let _ = writeln!(out, "{name} {v}");
+    }
 }
 
 label_set! {

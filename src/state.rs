@@ -387,6 +387,7 @@ impl AppState {
                     .unwrap_or(i64::MAX),
                 max_sessions: config.max_sessions_per_user,
             },
+            cache: verify_cache(config),
         };
         Ok(Arc::new(Self {
             db,
@@ -412,6 +413,33 @@ impl AppState {
             },
         }))
     }
+}
+
+/// The verify cache and its Redis listeners, when configured
+/// (`validate` refused `tracking` without `REDIS_URL`).
+fn verify_cache(config: &Config) -> Option<Arc<crate::auth::verify_cache::VerifyCache>> {
+    use crate::auth::{store::tracking, verify_cache::VerifyCache};
+    if config.verify_cache != crate::config::VerifyCacheMode::Tracking {
+        return None;
+    }
+    let url = config.redis_url.as_deref()?;
+    let nodes = if config.redis_cluster {
+        tracking::Nodes::Cluster(
+            url.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect(),
+        )
+    } else {
+        tracking::Nodes::Single(url.to_owned())
+    };
+    let cache = Arc::new(VerifyCache::new(
+        crate::auth::verify_cache::DEFAULT_MAX_ENTRIES,
+    ));
+    tracking::spawn(Arc::clone(&cache), nodes, &config.redis_prefix);
+    crate::metrics::watch_verify_cache(Arc::clone(&cache));
+    Some(cache)
 }
 
 #[cfg(test)]

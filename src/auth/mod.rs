@@ -16,3 +16,4 @@ pub mod server_key;
 pub mod store;
 pub mod tokens;
 pub mod totp;
+pub mod verify_cache;

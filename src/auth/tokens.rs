@@ -11,6 +11,7 @@ use super::{
     claims::{Amr, Claims, Role, TokenType},
     keys::KeyRing,
     store::{RotateRequest, Rotation, SessionRecord, StoreResult, TokenStore, now_secs},
+    verify_cache::{Lookup, VerifyCache},
 };
 use crate::{
     error::ApiError,
@@ -65,6 +66,11 @@ pub struct TokenEngine {
     pub keys: KeyRing,
     pub store: Arc<dyn TokenStore>,
     pub settings: TokenSettings,
+    /// `TESSERA_VERIFY_CACHE=tracking`: answers of `check` kept until Redis
+    /// invalidates them. Every revocation below forgets what it touched
+    /// before it returns, so this replica never answers from the cache
+    /// what it has itself revoked.
+    pub cache: Option<Arc<VerifyCache>>,
 }
 
 impl TokenEngine {
@@ -161,6 +167,7 @@ impl TokenEngine {
             .start_session(&session, self.settings.max_sessions)
             .await?;
         if ended > 0 {
+            self.forget_user(user_id);
             metrics::revocation(RevocationCause::SessionCap);
         }
         self.issue(&session, role, true, amr)
@@ -187,6 +194,7 @@ impl TokenEngine {
                 (s, RefreshOutcome::Grace)
             }
             Rotation::Reused => {
+                self.forget_session(presented.sid);
                 event(Event::RefreshReused);
                 metrics::refresh(RefreshOutcome::Reused);
                 metrics::revocation(RevocationCause::Reuse);
@@ -208,13 +216,45 @@ impl TokenEngine {
         self.issue(&session, role, false, presented.amr())
     }
 
-    /// Verifies an access token and checks it against the store (one round trip).
+    /// Verifies an access token and checks it against the store (one round
+    /// trip), or against the verify cache when it holds a good answer.
     pub async fn authorize_access(&self, token: &str) -> Result<Claims, ApiError> {
         let claims = self.keys.verify(token, TokenType::Access)?;
-        if self.store.check(claims.sid, claims.jti).await? {
+        let good = match &self.cache {
+            None => self.store.check(claims.sid, claims.jti).await?,
+            Some(cache) => {
+                let now = now_secs();
+                match cache.lookup(claims.sid, claims.jti, now) {
+                    Lookup::Hit => true,
+                    Lookup::Off => self.store.check(claims.sid, claims.jti).await?,
+                    Lookup::Miss(ticket) => {
+                        let good = self.store.check(claims.sid, claims.jti).await?;
+                        if good {
+                            cache.insert(
+                                ticket, claims.sub, claims.sid, claims.jti, claims.exp, now,
+                            );
+                        }
+                        good
+                    }
+                }
+            }
+        };
+        if good {
             Ok(claims)
         } else {
             Err(ApiError::TokenRevoked)
+        }
+    }
+
+    fn forget_session(&self, sid: Uuid) {
+        if let Some(c) = &self.cache {
+            c.forget_session(sid);
+        }
+    }
+
+    fn forget_user(&self, user_id: Uuid) {
+        if let Some(c) = &self.cache {
+            c.forget_user(user_id);
         }
     }
 
@@ -244,9 +284,13 @@ impl TokenEngine {
     /// Revokes this access token and ends its session.
     pub async fn logout(&self, claims: &Claims) -> Result<(), ApiError> {
         let ttl = claims.exp - now_secs();
-        self.store
+        let done = self
+            .store
             .logout(claims.sub, claims.sid, claims.jti, ttl)
-            .await?;
+            .await;
+        // Also after a failure: the write may have happened.
+        self.forget_session(claims.sid);
+        done?;
         event(Event::Logout);
         metrics::revocation(RevocationCause::Logout);
         Ok(())
@@ -254,13 +298,17 @@ impl TokenEngine {
 
     /// Ends every session of the user, so all their tokens are refused.
     pub async fn end_user_sessions(&self, user_id: Uuid) -> StoreResult<()> {
-        self.store.end_user_sessions(user_id).await
+        let done = self.store.end_user_sessions(user_id).await;
+        self.forget_user(user_id);
+        done
     }
 
     /// Ends one session of the user; `false` when there is none or it is
     /// someone else's.
     pub async fn end_session(&self, user_id: Uuid, sid: Uuid) -> StoreResult<bool> {
-        self.store.end_session(user_id, sid).await
+        let done = self.store.end_session(user_id, sid).await;
+        self.forget_session(sid);
+        done
     }
 
     /// `end_session` asked for by the user (`DELETE /auth/sessions/{id}`),

@@ -3,6 +3,7 @@
 
 mod memory;
 mod redis;
+pub mod tracking;
 
 pub use self::memory::MemoryStore;
 pub use self::redis::RedisStore;
