@@ -42,17 +42,30 @@ of a throw-away account's registration mail. Tokens are fetched in batches
 (one wait for the mail sender per batch), one account per token: a link is
 spent by its use, a newer link or any password change of its account.
 
+Second factor: the operations that need one get a throw-away account of
+their own (the main account never gets a factor: its logins would then need
+a code). Positive cases of /auth/mfa/totp/confirm get an account with a
+pending factor and a TOTP code of it (computed here, RFC 6238); DELETE
+/auth/mfa/totp and /auth/mfa/recovery-codes an account with an active
+factor and one of its recovery codes (a time step is accepted once, a
+recovery code needs no clock); /auth/mfa/verify and its browser variant
+the mfa_token of a fresh login of such an account and a recovery code.
+
 Coverage: every answer's status is appended to TESSERA_ST_STATS
 ("METHOD /path/template status" per line); scripts/schemathesis fails the
 run unless every operation of the document got a 2xx.
 """
 
+import base64
+import hashlib
+import hmac
 import importlib.machinery
 import importlib.util
 import itertools
 import json
 import os
 import re
+import struct
 import time
 import urllib.error
 import urllib.request
@@ -84,6 +97,17 @@ THROWAWAY = {
     ("DELETE", "/auth/sessions/{id}"),
 }
 LOGINS = {("POST", "/auth/login"), ("POST", "/auth/browser/login")}
+# Second-factor operations with a bearer: what state their account needs.
+MFA_BEARER = {
+    ("POST", "/auth/mfa/totp"): "none",
+    ("POST", "/auth/mfa/totp/confirm"): "pending",
+    ("DELETE", "/auth/mfa/totp"): "active",
+    ("POST", "/auth/mfa/recovery-codes"): "active",
+}
+MFA_VERIFY = {
+    ("POST", "/auth/mfa/verify"): "/auth/login",
+    ("POST", "/auth/browser/mfa/verify"): "/auth/browser/login",
+}
 # A bearer a stateful link put there: one of the service's JWTs.
 LINK_BEARER = re.compile(r"Bearer (eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+)")
 
@@ -170,6 +194,61 @@ def browser_session():
         if name not in cookies:
             raise RuntimeError(f"tessera_auth: browser login set no {name} cookie ({set_cookies})")
     return cookies, body["csrf_token"]
+
+
+def totp(secret, at=None):
+    """RFC 6238 (SHA-1, 6 digits, 30 s) code of a base32 secret."""
+    key = base64.b32decode(secret + "=" * (-len(secret) % 8))
+    counter = int((time.time() if at is None else at) // 30)
+    mac = hmac.new(key, struct.pack(">Q", counter), hashlib.sha1).digest()
+    offset = mac[-1] & 15
+    value = struct.unpack(">I", mac[offset : offset + 4])[0] & 0x7FFFFFFF
+    return "%06d" % (value % 1_000_000)
+
+
+def mfa_account(state):
+    """A new account with its fresh tokens, and a factor in `state`
+    ("none", "pending" or "active"): {email, tokens, secret, codes}."""
+    email, _ = register()
+    tokens = login(email, PASSWORD)
+    account = {"email": email, "tokens": tokens, "secret": None, "codes": []}
+    if state == "none":
+        return account
+    status, enrolled = call("POST", "/auth/mfa/totp", token=tokens["access_token"])
+    if status != 200:
+        raise RuntimeError(f"tessera_auth: enrolment failed with {status}")
+    account["secret"] = enrolled["secret"]
+    if state == "active":
+        status, body = call(
+            "POST",
+            "/auth/mfa/totp/confirm",
+            {"code": totp(enrolled["secret"])},
+            token=tokens["access_token"],
+        )
+        if status != 200:
+            raise RuntimeError(f"tessera_auth: confirmation failed with {status}")
+        account["codes"] = body["recovery_codes"]
+    return account
+
+
+def mfa_challenge(login_path):
+    """The mfa_token of a fresh login of an account with an active factor,
+    and one of its recovery codes."""
+    account = mfa_account("active")
+    req = urllib.request.Request(
+        BASE + login_path,
+        data=json.dumps({"email": account["email"], "password": PASSWORD}).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json"},
+    )
+    try:
+        urllib.request.urlopen(req, timeout=10)
+    except urllib.error.HTTPError as e:
+        body = json.loads(e.read() or b"{}")
+        if e.code == 403 and body.get("mfa_token"):
+            return body["mfa_token"], account["codes"][0]
+        raise RuntimeError(f"tessera_auth: {login_path} answered {e.code} {body}") from e
+    raise RuntimeError(f"tessera_auth: {login_path} of an account with a factor answered 200")
 
 
 def valid(token):
@@ -334,6 +413,14 @@ def before_call(context, case, kwargs):
             body["token"] = link_token("reset-password")
         if key(case) == ("POST", "/auth/email/verify") and "token" in body:
             body["token"] = link_token("verify-email")
+        mfa = STATE.get("mfa")
+        if key(case) in MFA_BEARER and mfa and "code" in body:
+            if MFA_BEARER[key(case)] == "pending":
+                body["code"] = totp(mfa["secret"])
+            elif mfa["codes"]:
+                body["code"] = mfa["codes"][0]
+        if key(case) in MFA_VERIFY and "mfa_token" in body and "code" in body:
+            body["mfa_token"], body["code"] = mfa_challenge(MFA_VERIFY[key(case)])
     if is_positive(case) and key(case) == ("DELETE", "/auth/sessions/{id}"):
         throwaway = STATE.get("throwaway")
         if throwaway and throwaway.get("other_session"):
@@ -359,6 +446,11 @@ class TesseraAuth:
             # (ignored_auth then probes without it, as it should).
             return {"bearer": link.group(1)}
         STATE.pop("throwaway", None)
+        STATE.pop("mfa", None)
+        if key(case) in MFA_BEARER:
+            account = mfa_account(MFA_BEARER[key(case)])
+            STATE["mfa"] = account
+            return {"bearer": account["tokens"]["access_token"]}
         if case.path == "/auth/refresh":
             # A refresh token of a new session of a new account: each one
             # can be spent once, and the main account is never logged in
