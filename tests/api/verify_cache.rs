@@ -385,13 +385,17 @@ async fn a_lost_tracking_connection_empties_the_cache_until_it_is_back(backend: 
         .assert_status(204);
     b.verify(&t.access).await.assert_error(401, "TokenRevoked");
 
-    // Dead (emptied) at once, live again once tracking is back.
-    assert_eq!(
+    // Dead (emptied) at once, live again once tracking is back: live is
+    // 0 for the retry pause (200 ms) unless this machine was slower still.
+    let (live, flushed) = (
         cache_metric(&b, LIVE).await,
-        0.0,
+        cache_metric(&b, FLUSHES).await,
+    );
+    assert!(flushed > flushes, "not emptied when tracking was lost");
+    assert!(
+        live == 0.0 || flushed >= flushes + 2.0,
         "the cache stayed live without its tracking connection"
     );
-    assert!(cache_metric(&b, FLUSHES).await > flushes);
     wait_live(&b, Duration::from_secs(5)).await;
     assert!(
         cache_metric(&b, FLUSHES).await >= flushes + 2.0,
