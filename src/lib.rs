@@ -94,7 +94,7 @@ pub fn openapi_yaml() -> String {
 }
 
 /// `GET /metrics` (not in the OpenAPI document, as API.md says). The pool
-/// gauges are sampled here, at scrape time.
+/// gauges and the verify cache's figures are sampled here, at scrape time.
 #[poem::handler]
 fn metrics_endpoint(state: poem::web::Data<&Arc<AppState>>) -> poem::Response {
     poem::Response::builder()
@@ -108,5 +108,6 @@ fn metrics_endpoint(state: poem::web::Data<&Arc<AppState>>) -> poem::Response {
                 .flatten()
                 .filter_map(metrics::pool_stats)
                 .reduce(metrics::PoolStats::plus),
+            state.tokens.cache.as_deref(),
         ))
 }

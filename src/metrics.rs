@@ -1,6 +1,7 @@
 //! Prometheus metrics (`GET /metrics`, text format 0.0.4). Process-wide: one
 //! process serves one app (the tests run several, hence counters that only
-//! grow), except the pool gauges, sampled from the scraped app's pool.
+//! grow), except the pool gauges and the verify cache's figures, sampled from
+//! the scraped app's own pool and cache.
 //!
 //! | family | type | labels |
 //! |---|---|---|
@@ -595,33 +596,24 @@ fn render_pool(out: &mut String, pool: Option<PoolStats>) {
     }
 }
 
-/// The exposition text of the app whose pool is `pool`.
-pub fn render_with_pool(pool: Option<PoolStats>) -> String {
+/// The exposition text of one app: its pool's gauges and, with
+/// `TESSERA_VERIFY_CACHE=tracking`, its verify cache's figures (each
+/// replica its own, also when tests run several in one process).
+pub fn render_with_pool(
+    pool: Option<PoolStats>,
+    cache: Option<&crate::auth::verify_cache::VerifyCache>,
+) -> String {
     let mut out = render();
     render_pool(&mut out, pool);
     render_connections(&mut out);
     render_mail(&mut out);
-    render_verify_cache(&mut out);
+    if let Some(cache) = cache {
+        render_verify_cache(&mut out, cache);
+    }
     out
 }
 
-fn verify_cache_slot()
--> &'static Mutex<Option<std::sync::Arc<crate::auth::verify_cache::VerifyCache>>> {
-    static SLOT: OnceLock<Mutex<Option<std::sync::Arc<crate::auth::verify_cache::VerifyCache>>>> =
-        OnceLock::new();
-    SLOT.get_or_init(|| Mutex::new(None))
-}
-
-/// The verify cache whose figures `/metrics` shows (the process's one; in
-/// tests, the app started last).
-pub fn watch_verify_cache(cache: std::sync::Arc<crate::auth::verify_cache::VerifyCache>) {
-    *verify_cache_slot().lock() = Some(cache);
-}
-
-fn render_verify_cache(out: &mut String) {
-    let Some(cache) = verify_cache_slot().lock().clone() else {
-        return;
-    };
+fn render_verify_cache(out: &mut String, cache: &crate::auth::verify_cache::VerifyCache) {
     let st = &cache.stats;
     let rows: [(&str, &str, &str, u64); 7] = [
         (
@@ -900,11 +892,14 @@ mod tests {
         event(Event::RefreshReused);
         login(LoginOutcome::RateLimited);
         rate_limited(RateLimit::HashingAccount);
-        let text = render_with_pool(Some(PoolStats {
-            size: 3,
-            idle: 1,
-            max: 10,
-        }));
+        let text = render_with_pool(
+            Some(PoolStats {
+                size: 3,
+                idle: 1,
+                max: 10,
+            }),
+            None,
+        );
         for series in [
             r#"tessera_http_requests_total{method="GET",route="/employees/{id}",status="200"}"#,
             r#"tessera_http_requests_total{method="OTHER",route="unmatched",status="405"}"#,

@@ -438,7 +438,6 @@ fn verify_cache(config: &Config) -> Option<Arc<crate::auth::verify_cache::Verify
         crate::auth::verify_cache::DEFAULT_MAX_ENTRIES,
     ));
     tracking::spawn(Arc::clone(&cache), nodes, &config.redis_prefix);
-    crate::metrics::watch_verify_cache(Arc::clone(&cache));
     Some(cache)
 }
 

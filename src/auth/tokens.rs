@@ -326,3 +326,110 @@ impl TokenEngine {
         self.store.sessions(user_id).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! Own writes first: with a live cache that no push ever reaches (no
+    //! tracking listener here), only the engine's own forgetting can make
+    //! a revocation by this replica refuse a cached token at once.
+
+    use secrecy::SecretString;
+
+    use super::*;
+    use crate::auth::store::MemoryStore;
+
+    fn engine(max_sessions: usize) -> TokenEngine {
+        let secret = SecretString::from("unit-test-secret-0123456789abcdef-0123".to_owned());
+        let keys = KeyRing::hs256(crate::auth::keys::KeySettings {
+            secret: &secret,
+            previous: &[],
+            issuer: "tessera",
+            audience: "tessera",
+            leeway_secs: 0,
+        })
+        .expect("key ring");
+        let cache = Arc::new(VerifyCache::new(100));
+        cache.set_live(true);
+        TokenEngine {
+            keys,
+            store: Arc::new(MemoryStore::new()),
+            settings: TokenSettings {
+                issuer: "tessera".into(),
+                audience: "tessera".into(),
+                access_ttl: 900,
+                refresh_ttl: 3600,
+                reuse_grace_ms: 0,
+                max_sessions,
+            },
+            cache: Some(cache),
+        }
+    }
+
+    /// Starts a session and checks its access token until it is a hit.
+    async fn cached_session(e: &TokenEngine, user: Uuid) -> IssuedTokens {
+        let t = e
+            .start_session(user, Role::User, Amr::Pwd, ClientMeta::default())
+            .await
+            .expect("start");
+        let hits = |e: &TokenEngine| {
+            e.cache
+                .as_ref()
+                .map(|c| c.stats.hits.load(std::sync::atomic::Ordering::Relaxed))
+        };
+        e.authorize_access(&t.access_token).await.expect("good");
+        let before = hits(e);
+        e.authorize_access(&t.access_token).await.expect("good");
+        assert!(hits(e) > before, "cached");
+        t
+    }
+
+    async fn refused(e: &TokenEngine, t: &IssuedTokens) {
+        assert!(
+            matches!(
+                e.authorize_access(&t.access_token).await,
+                Err(ApiError::TokenRevoked)
+            ),
+            "answered from the cache after this replica revoked it"
+        );
+    }
+
+    #[tokio::test]
+    async fn own_revocations_are_never_answered_from_the_cache() {
+        let e = engine(2);
+        let user = Uuid::now_v7();
+
+        let t = cached_session(&e, user).await;
+        let claims = e.keys.verify(&t.access_token, TokenType::Access).unwrap();
+        e.logout(&claims).await.unwrap();
+        refused(&e, &t).await;
+
+        let t = cached_session(&e, user).await;
+        assert!(e.end_session(user, t.sid).await.unwrap());
+        refused(&e, &t).await;
+
+        let (t1, t2) = (
+            cached_session(&e, user).await,
+            cached_session(&e, user).await,
+        );
+        e.end_user_sessions(user).await.unwrap();
+        refused(&e, &t1).await;
+        refused(&e, &t2).await;
+
+        // Reuse of a rotated refresh token ends the session.
+        let t = cached_session(&e, user).await;
+        let presented = e.verify_refresh(&t.refresh_token).unwrap();
+        e.rotate(&presented, Role::User).await.unwrap();
+        assert!(matches!(
+            e.rotate(&presented, Role::User).await,
+            Err(ApiError::TokenReused)
+        ));
+        refused(&e, &t).await;
+
+        // The session cap (2) ends the oldest.
+        let user = Uuid::now_v7();
+        let oldest = cached_session(&e, user).await;
+        cached_session(&e, user).await;
+        cached_session(&e, user).await;
+        refused(&e, &oldest).await;
+    }
+}

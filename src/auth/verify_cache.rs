@@ -18,7 +18,9 @@
 //!
 //! Bounded: at most `max_entries` tokens; beyond that, nothing new is
 //! cached until expired entries are swept (a miss costs a round trip, never
-//! a wrong answer).
+//! a wrong answer). Expired entries never answer, and `sweep_expired`
+//! (called by the listeners, so also on an idle replica) drops them at most
+//! `SWEEP_EVERY` seconds after their `exp`.
 
 use std::{
     collections::HashMap,
@@ -34,6 +36,10 @@ pub const ENTRY_BYTES: usize = 96;
 
 /// The default bound: 100k tokens, about 10 MB.
 pub const DEFAULT_MAX_ENTRIES: usize = 100_000;
+
+/// Seconds between two sweeps of expired entries, at most: a sweep walks
+/// every entry under the lock, so not on every tick.
+pub const SWEEP_EVERY: i64 = 1;
 
 #[derive(Default)]
 struct Session {
@@ -51,6 +57,9 @@ struct Inner {
     entries: usize,
     /// Bumped by every invalidation and flush (see the top).
     generation: u64,
+    /// No entry ends before this (a lower bound: `i64::MAX` when empty).
+    earliest_exp: i64,
+    last_sweep: i64,
 }
 
 impl Inner {
@@ -73,10 +82,12 @@ impl Inner {
     fn sweep(&mut self, now: i64) {
         let mut emptied = Vec::new();
         let mut dropped = 0;
+        let mut earliest = i64::MAX;
         for (sid, s) in &mut self.sessions {
             let before = s.tokens.len();
             s.tokens.retain(|_, exp| *exp > now);
             dropped += before - s.tokens.len();
+            earliest = s.tokens.values().fold(earliest, |e, exp| e.min(*exp));
             if s.tokens.is_empty() {
                 emptied.push(*sid);
             }
@@ -85,6 +96,8 @@ impl Inner {
         for sid in emptied {
             self.remove_session(sid);
         }
+        self.earliest_exp = earliest;
+        self.last_sweep = now;
     }
 }
 
@@ -122,7 +135,10 @@ pub struct VerifyCache {
 impl VerifyCache {
     pub fn new(max_entries: usize) -> Self {
         Self {
-            inner: Mutex::new(Inner::default()),
+            inner: Mutex::new(Inner {
+                earliest_exp: i64::MAX,
+                ..Inner::default()
+            }),
             live: AtomicBool::new(false),
             max_entries,
             stats: CacheStats::default(),
@@ -148,6 +164,7 @@ impl VerifyCache {
         inner.sessions.clear();
         inner.users.clear();
         inner.entries = 0;
+        inner.earliest_exp = i64::MAX;
         inner.generation += 1;
     }
 
@@ -201,6 +218,7 @@ impl VerifyCache {
         }
         if session.tokens.insert(jti, exp).is_none() {
             inner.entries += 1;
+            inner.earliest_exp = inner.earliest_exp.min(exp);
             let list = inner.users.entry(user).or_default();
             if !list.contains(&sid) {
                 list.push(sid);
@@ -227,6 +245,16 @@ impl VerifyCache {
             }
         }
         self.stats.invalidations.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Drops the entries whose token has expired, if any has and the last
+    /// sweep was `SWEEP_EVERY` ago (cheap otherwise: two comparisons).
+    pub fn sweep_expired(&self, now: i64) {
+        let mut inner = self.inner.lock();
+        if inner.earliest_exp > now || now - inner.last_sweep < SWEEP_EVERY {
+            return;
+        }
+        inner.sweep(now);
     }
 
     /// Cached tokens now.
@@ -317,6 +345,29 @@ mod tests {
         assert_eq!(c.lookup(osid, ojti, 1), Lookup::Hit);
         assert_eq!(c.len(), 1);
         assert_eq!(c.bytes(), ENTRY_BYTES);
+    }
+
+    #[test]
+    fn expired_entries_are_swept() {
+        let c = VerifyCache::new(10);
+        c.set_live(true);
+        let user = Uuid::now_v7();
+        let (sid, jti) = (Uuid::now_v7(), Uuid::now_v7());
+        cached(&c, user, sid, jti, 10, 0);
+        cached(&c, user, Uuid::now_v7(), Uuid::now_v7(), 100, 0);
+        c.sweep_expired(9);
+        assert_eq!(c.len(), 2, "nothing expired yet");
+        c.sweep_expired(10);
+        assert_eq!(c.len(), 1, "the token ending at 10 is gone");
+        assert!(matches!(c.lookup(sid, jti, 5), Lookup::Miss(_)));
+        // Not twice within SWEEP_EVERY.
+        cached(&c, user, Uuid::now_v7(), Uuid::now_v7(), 10, 0);
+        c.sweep_expired(10 + SWEEP_EVERY - 1);
+        assert_eq!(c.len(), 2);
+        c.sweep_expired(10 + SWEEP_EVERY);
+        assert_eq!(c.len(), 1);
+        c.sweep_expired(100);
+        assert!(c.is_empty());
     }
 
     #[test]

@@ -35,3 +35,4 @@ mod sessions;
 mod shutdown;
 mod store;
 mod tokens;
+mod verify_cache;

@@ -195,6 +195,13 @@ async fn track(url: &str, prefix: &str) -> redis::RedisResult<(MultiplexedConnec
     let mut con = client
         .get_multiplexed_async_connection_with_config(&config)
         .await?;
+    // Named, so an operator (or a test) can tell it in `CLIENT LIST`; best
+    // effort: an ACL may allow `CLIENT TRACKING` and not `CLIENT SETNAME`.
+    let _ = redis::cmd("CLIENT")
+        .arg("SETNAME")
+        .arg(client_name(prefix))
+        .query_async::<()>(&mut con)
+        .await;
     redis::cmd("CLIENT")
         .arg("TRACKING")
         .arg("ON")
@@ -204,6 +211,17 @@ async fn track(url: &str, prefix: &str) -> redis::RedisResult<(MultiplexedConnec
         .query_async::<()>(&mut con)
         .await?;
     Ok((con, rx))
+}
+
+/// `tessera-tracking:<key prefix>`; Redis refuses spaces and control
+/// characters in a name, so those become `_`.
+pub fn client_name(tracked_prefix: &str) -> String {
+    let prefix = tracked_prefix.strip_suffix('{').unwrap_or(tracked_prefix);
+    let safe: String = prefix
+        .chars()
+        .map(|c| if c.is_ascii_graphic() { c } else { '_' })
+        .collect();
+    format!("tessera-tracking:{safe}")
 }
 
 /// Applies the pushes to the cache; returns why it stopped.
@@ -224,6 +242,8 @@ async fn relay(
                 Some(_) => {}
             },
             _ = ping.tick() => {
+                // Here too, so an idle replica drops expired entries.
+                cache.sweep_expired(crate::auth::store::now_secs());
                 let answered = tokio::time::timeout(
                     PING_TIMEOUT,
                     redis::cmd("PING").query_async::<Value>(con),
@@ -338,6 +358,12 @@ mod tests {
         );
         assert_eq!(sid_of(p, "tessera:{nope}:session"), None);
         assert_eq!(sid_of(p, &format!("other:{{{sid}}}:session")), None);
+    }
+
+    #[test]
+    fn listener_names() {
+        assert_eq!(client_name("tessera:{"), "tessera-tracking:tessera:");
+        assert_eq!(client_name("my app é:{"), "tessera-tracking:my_app__:");
     }
 
     #[test]
