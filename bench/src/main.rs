@@ -5,12 +5,15 @@ mod flood;
 mod floor;
 mod mail;
 mod mixed;
+mod propagation;
 mod report;
+mod resident;
 mod run;
 mod scenario;
 mod schedule;
 mod sink;
 mod slow;
+mod soak;
 mod stats;
 
 use std::process::ExitCode;
@@ -36,13 +39,23 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Tool {
-    /// Serve the floor: one route, one Redis EXISTS, 200.
+    /// Serve the floor: one route, one Redis EXISTS, 200 (with
+    /// --no-redis: 200 and nothing else, the HTTP-only floor).
     Baseline {
         #[arg(long, default_value = "127.0.0.1:9090")]
         bind: String,
         #[arg(long, default_value = "redis://127.0.0.1:6379/")]
         redis: String,
+        /// Answer 200 without any Redis call.
+        #[arg(long)]
+        no_redis: bool,
     },
+    /// Log out on replica A, poll verify on replica B until it refuses:
+    /// the delay of a revocation across replicas (issue 22).
+    Propagation(propagation::Propagation),
+    /// Mixed traffic against one replica for a long time, its resident
+    /// memory sampled: no failure, memory flat after the warm-up.
+    Soak(soak::Soak),
     /// Time argon2id hashes at the server's cost: the login ceiling.
     Argon2 {
         #[arg(long, env = "TESSERA_ARGON2_MEMORY_KIB", default_value_t = 19456)]
@@ -96,6 +109,10 @@ struct Load {
     /// Requests/s of the `floor` scenario on this machine: prints the ratio.
     #[arg(long)]
     floor: Option<f64>,
+    /// Requests/s of the `floor` scenario against `bench baseline
+    /// --no-redis`: prints the ratio to the HTTP-only floor.
+    #[arg(long)]
+    http_floor: Option<f64>,
     /// The `ceiling` of `bench argon2` (hashes/s): prints login's ratio to it.
     #[arg(long)]
     ceiling: Option<f64>,
@@ -124,9 +141,18 @@ struct Load {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match (cli.tool, cli.load) {
-        (Some(Tool::Baseline { bind, redis }), _) => {
-            floor::serve(&bind, &redis).await.map(|()| true)
-        }
+        (
+            Some(Tool::Baseline {
+                bind,
+                redis,
+                no_redis,
+            }),
+            _,
+        ) => floor::serve(&bind, (!no_redis).then_some(redis.as_str()))
+            .await
+            .map(|()| true),
+        (Some(Tool::Propagation(p)), _) => propagation::bench(&p).await,
+        (Some(Tool::Soak(s)), _) => soak::bench(&s).await,
         (
             Some(Tool::Argon2 {
                 memory_kib,
@@ -217,6 +243,12 @@ fn print(load: &Load, mode: Mode, mut r: Report) -> bool {
     if let Some(floor) = load.floor.filter(|f| *f > 0.0) {
         println!(
             "ratio to floor  {:.3} (floor {floor:.1} req/s)",
+            figures.rps / floor
+        );
+    }
+    if let Some(floor) = load.http_floor.filter(|f| *f > 0.0) {
+        println!(
+            "ratio to HTTP-only floor {:.3} (floor {floor:.1} req/s)",
             figures.rps / floor
         );
     }

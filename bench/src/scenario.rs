@@ -688,3 +688,40 @@ async fn accounts(
     out.sort_by_key(|(i, ..)| *i);
     Ok(out.into_iter().map(|(_, a, t)| (a, t)).collect())
 }
+
+/// `per_account` logins of each of `accounts` (sessions for `propagation`),
+/// at most `concurrency` at a time and one at a time per account (the
+/// server counts a login in flight as a failure of that account until its
+/// password checks out). The access tokens, account by account.
+pub async fn sessions(
+    base: &str,
+    accounts: &[Account],
+    per_account: usize,
+    concurrency: usize,
+    timeout: Duration,
+) -> Result<Vec<String>> {
+    let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
+    let mut pending = tokio::task::JoinSet::new();
+    for (i, account) in accounts.iter().cloned().enumerate() {
+        let setup = Setup {
+            client: connection(timeout)?,
+            base: base.trim_end_matches('/').to_owned(),
+            forwarded: None,
+        };
+        let permits = permits.clone();
+        pending.spawn(async move {
+            let mut tokens = Vec::with_capacity(per_account);
+            for _ in 0..per_account {
+                let _permit = permits.acquire().await.context("setup semaphore")?;
+                tokens.push(setup.login(&account).await?.access);
+            }
+            anyhow::Ok((i, tokens))
+        });
+    }
+    let mut out = Vec::with_capacity(accounts.len());
+    while let Some(done) = pending.join_next().await {
+        out.push(done.context("setup task")??);
+    }
+    out.sort_by_key(|(i, _)| *i);
+    Ok(out.into_iter().flat_map(|(_, t)| t).collect())
+}
