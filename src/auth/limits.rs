@@ -166,10 +166,20 @@ impl<'a> Limiter<'a> {
             return Ok(attempt);
         }
         let keys: Vec<LimitKey> = counted.iter().map(|(k, ..)| k.clone()).collect();
-        let now = self
-            .store
-            .record_failures(&keys, limits.window_secs)
-            .await?;
+        let now = match self.store.record_failures(&keys, limits.window_secs).await {
+            Ok(now) => now,
+            Err(e) => {
+                // The counters are separate keys (on a Cluster, separate
+                // slots): some may have counted before another failed. A
+                // 503 checked no password, so take the attempt back where
+                // it can be, or a few store hiccups (a resharding) end in
+                // a 15-minute 429 for a user who never guessed.
+                if let Err(again) = self.store.forgive_failures(&keys).await {
+                    tracing::warn!(error = %again, "could not take back a login attempt after a store error");
+                }
+                return Err(e.into());
+            }
+        };
         let limits: Vec<(u32, RateLimit)> = counted.iter().map(|(_, m, w)| (*m, *w)).collect();
         if let Some((retry_after, which)) = over_limit(&limits, &now) {
             // A refused attempt checked no password: it is not a failure.
