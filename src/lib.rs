@@ -108,6 +108,6 @@ fn metrics_endpoint(state: poem::web::Data<&Arc<AppState>>) -> poem::Response {
                 .flatten()
                 .filter_map(metrics::pool_stats)
                 .reduce(metrics::PoolStats::plus),
-            state.tokens.cache.as_deref(),
+            state.tokens.cache.as_deref().map(|c| c.figures()),
         ))
 }

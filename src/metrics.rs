@@ -599,64 +599,72 @@ fn render_pool(out: &mut String, pool: Option<PoolStats>) {
 /// The exposition text of one app: its pool's gauges and, with
 /// `TESSERA_VERIFY_CACHE=tracking`, its verify cache's figures (each
 /// replica its own, also when tests run several in one process).
-pub fn render_with_pool(
-    pool: Option<PoolStats>,
-    cache: Option<&crate::auth::verify_cache::VerifyCache>,
-) -> String {
+pub fn render_with_pool(pool: Option<PoolStats>, cache: Option<VerifyCacheFigures>) -> String {
     let mut out = render();
     render_pool(&mut out, pool);
     render_connections(&mut out);
     render_mail(&mut out);
     if let Some(cache) = cache {
-        render_verify_cache(&mut out, cache);
+        render_verify_cache(&mut out, &cache);
     }
     out
 }
 
-fn render_verify_cache(out: &mut String, cache: &crate::auth::verify_cache::VerifyCache) {
-    let st = &cache.stats;
+/// A verify cache's figures at scrape time (`auth::verify_cache::VerifyCache::figures`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct VerifyCacheFigures {
+    pub entries: u64,
+    pub bytes: u64,
+    pub live: bool,
+    pub hits: u64,
+    pub misses: u64,
+    pub invalidations: u64,
+    pub flushes: u64,
+}
+
+fn render_verify_cache(out: &mut String, c: &VerifyCacheFigures) {
     let rows: [(&str, &str, &str, u64); 7] = [
         (
             "tessera_verify_cache_entries",
             "gauge",
             "Access-token checks cached by this replica.",
-            cache.len() as u64,
+            c.entries,
         ),
         (
             "tessera_verify_cache_bytes",
             "gauge",
             "Approximate memory of the cached checks.",
-            cache.bytes() as u64,
+            c.bytes,
         ),
         (
             "tessera_verify_cache_live",
             "gauge",
             "1 while Redis tracking is up and the cache answers; 0 while checks go to Redis.",
-            u64::from(cache.is_live()),
+            u64::from(c.live),
         ),
         (
             "tessera_verify_cache_hits_total",
             "counter",
             "Checks answered from the cache.",
-            st.hits.load(Ordering::Relaxed),
+            c.hits,
         ),
         (
             "tessera_verify_cache_misses_total",
             "counter",
             "Checks that asked Redis while the cache was live.",
-            st.misses.load(Ordering::Relaxed),
+            c.misses,
         ),
         (
             "tessera_verify_cache_invalidations_total",
             "counter",
             "Sessions forgotten: a Redis invalidation or a revocation by this replica.",
-            st.invalidations.load(Ordering::Relaxed),
+            c.invalidations,
         ),
         (
             "tessera_verify_cache_flushes_total",
             "counter",
             "Times the whole cache was emptied (tracking lost or regained, or a flush).",
-            st.flushes.load(Ordering::Relaxed),
+            c.flushes,
         ),
     ];
     for (name, kind, help, v) in rows {

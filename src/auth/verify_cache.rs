@@ -266,6 +266,21 @@ impl VerifyCache {
         self.len() == 0
     }
 
+    /// What `/metrics` shows of it.
+    pub fn figures(&self) -> crate::metrics::VerifyCacheFigures {
+        let n = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let entries = self.len();
+        crate::metrics::VerifyCacheFigures {
+            entries: entries as u64,
+            bytes: (entries * ENTRY_BYTES) as u64,
+            live: self.is_live(),
+            hits: n(&self.stats.hits),
+            misses: n(&self.stats.misses),
+            invalidations: n(&self.stats.invalidations),
+            flushes: n(&self.stats.flushes),
+        }
+    }
+
     /// `len` in bytes, about (`ENTRY_BYTES` each).
     pub fn bytes(&self) -> usize {
         self.len() * ENTRY_BYTES
