@@ -233,7 +233,7 @@ pub async fn confirm(
             active.confirmed = Set(true);
             active.update(txn).await?;
             replace_recovery_codes(txn, user_id, &codes.hashes).await?;
-            Ok(true)
+            Ok(Some(true))
         })
     })
     .await?;
@@ -302,7 +302,7 @@ pub async fn regenerate(
                 return Err(no_factor());
             }
             replace_recovery_codes(txn, user_id, &codes.hashes).await?;
-            Ok(true)
+            Ok(Some(true))
         })
     })
     .await?;
@@ -400,13 +400,15 @@ pub(super) async fn check_reset(
     check_code(state, &factor, code, Accept::TotpOrRecovery, client_ip).await
 }
 
-type TxnStep<'a> =
-    std::pin::Pin<Box<dyn std::future::Future<Output = Result<bool, ApiError>> + Send + 'a>>;
+/// What a step of `change_factor` did: `None`, nothing; `Some(active)`,
+/// it changed the factor, which is now active or not.
+type TxnStep<'a> = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<Option<bool>, ApiError>> + Send + 'a>,
+>;
 
-/// Locks the user, runs `step` (which returns whether it changed
-/// anything), keeps `mfa_enabled` true to the factor table, replaces the
-/// stamp and ends the user's sessions but `keep` (see the top for the
-/// order). `Ok(false)`: no such user.
+/// Locks the user, runs `step`, sets `mfa_enabled` to what the step left,
+/// replaces the stamp and ends the user's sessions but `keep` (see the top
+/// for the order). `Ok(false)`: no such user.
 async fn change_factor<F>(
     state: &AppState,
     user_id: Uuid,
@@ -420,12 +422,11 @@ where
     let Some(current) = lock_user(&txn, user_id).await? else {
         return Ok(false);
     };
-    if !step(&txn).await? {
+    let Some(enabled) = step(&txn).await? else {
         // Nothing to change (an admin removing a factor that is not
         // there): no session ends.
         return Ok(true);
-    }
-    let enabled = active_factor(&txn, user_id).await?.is_some();
+    };
     let mut model: user::ActiveModel = current.clone().into();
     model.mfa_enabled = Set(enabled);
     model.security_stamp = Set(new_stamp(current.security_stamp));
@@ -464,13 +465,14 @@ async fn end_sessions_but(
     Ok(())
 }
 
-async fn delete_factor(txn: &DatabaseTransaction, user_id: Uuid) -> Result<bool, ApiError> {
+/// `Some(false)` (no factor now) if there was one to delete.
+async fn delete_factor(txn: &DatabaseTransaction, user_id: Uuid) -> Result<Option<bool>, ApiError> {
     recovery_code::Entity::delete_many()
         .filter(recovery_code::Column::UserId.eq(user_id))
         .exec(txn)
         .await?;
     let gone = totp_factor::Entity::delete_by_id(user_id).exec(txn).await?;
-    Ok(gone.rows_affected > 0)
+    Ok((gone.rows_affected > 0).then_some(false))
 }
 
 async fn replace_recovery_codes(
