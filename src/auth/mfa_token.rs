@@ -17,7 +17,7 @@ pub const TTL_SECS: u64 = 300;
 pub const MAX_TRIES: u32 = 5;
 const BYTES: usize = 32;
 /// Characters of the encoded token.
-pub const LEN: usize = 43;
+pub const LEN: usize = crate::auth::server_key::TOKEN_LEN;
 
 /// A new token: what the client gets. Never printed.
 pub struct MfaToken(String);
@@ -54,14 +54,9 @@ fn key_of(token: &str) -> ChallengeKey {
 }
 
 /// The challenge key of what a client sent, if it can be one of our tokens
-/// (43 base64url characters that decode to 32 bytes, in canonical form).
+/// (`server_key::is_token`).
 pub fn parse(input: &str) -> Option<ChallengeKey> {
-    if input.len() != LEN {
-        return None;
-    }
-    let raw = URL_SAFE_NO_PAD.decode(input).ok()?;
-    // Only the canonical encoding: one token, one key.
-    (raw.len() == BYTES && URL_SAFE_NO_PAD.encode(&raw) == input).then(|| key_of(input))
+    crate::auth::server_key::is_token(input).then(|| key_of(input))
 }
 
 #[cfg(test)]

@@ -26,6 +26,22 @@ pub fn mac(key: &[u8; 32], parts: &[&[u8]]) -> [u8; 32] {
     mac.finalize().into_bytes().into()
 }
 
+/// Characters of the server's opaque tokens (mailed links, `mfa_token`):
+/// 256 bits in base64url without padding.
+pub const TOKEN_LEN: usize = 43;
+
+/// Whether `token` has the shape of one of those tokens: 43 base64url
+/// characters that decode to 32 bytes (the decoder refuses non-zero
+/// trailing bits, so each token has one spelling). Anything else is
+/// refused before any lookup.
+pub fn is_token(token: &str) -> bool {
+    use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+    token.len() == TOKEN_LEN
+        && URL_SAFE_NO_PAD
+            .decode(token)
+            .is_ok_and(|bytes| bytes.len() == 32)
+}
+
 /// Lowercase hex, the stored form of digests.
 pub fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;

@@ -52,7 +52,7 @@ impl Purpose {
 pub struct LinkKey([u8; 32]);
 
 /// Tokens are 32 bytes of HMAC-SHA256: 43 characters of base64url.
-pub const TOKEN_LEN: usize = 43;
+pub const TOKEN_LEN: usize = server_key::TOKEN_LEN;
 
 impl LinkKey {
     pub fn derive(material: &[u8]) -> Self {
@@ -80,16 +80,10 @@ pub fn hash(token: &str) -> String {
     server_key::hex(&Sha256::digest(token.as_bytes()))
 }
 
-/// Whether `token` has the shape of one of ours (43 base64url characters);
+/// Whether `token` has the shape of one of ours (`server_key::is_token`);
 /// anything else is `LinkInvalid` without a database lookup.
 pub fn well_formed(token: &str) -> bool {
-    token.len() == TOKEN_LEN
-        && token
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        && URL_SAFE_NO_PAD
-            .decode(token)
-            .is_ok_and(|bytes| bytes.len() == 32)
+    server_key::is_token(token)
 }
 
 /// Creates a link for `user_id`, superseding (deleting) that user's older
