@@ -53,6 +53,15 @@ pub struct Enrolment {
     pub qr_svg: String,
 }
 
+/// The signed-in user changing their own factor: who, the session that
+/// stays when the others end, and the client address the login limits
+/// count a wrong code against.
+pub struct Caller {
+    pub user_id: Uuid,
+    pub sid: Uuid,
+    pub ip: Option<String>,
+}
+
 /// Which codes a check takes: a confirmation proves the app has the new
 /// secret, so only a TOTP code does there.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -199,11 +208,10 @@ pub async fn enrol(state: &AppState, user_id: Uuid) -> Result<Enrolment, ApiErro
 /// active; returns the recovery codes, shown this once.
 pub async fn confirm(
     state: &AppState,
-    user_id: Uuid,
-    keep_sid: Uuid,
+    caller: &Caller,
     code: &str,
-    client_ip: Option<&str>,
 ) -> Result<Vec<String>, ApiError> {
+    let (user_id, keep_sid, client_ip) = (caller.user_id, caller.sid, caller.ip.as_deref());
     let factor = match factor_of(&state.db, user_id).await? {
         Some(f) if !f.confirmed => f,
         Some(_) => {
@@ -242,13 +250,8 @@ pub async fn confirm(
 
 /// `DELETE /auth/mfa/totp`: removes the factor (active or pending) and its
 /// recovery codes, given a code of it.
-pub async fn remove(
-    state: &AppState,
-    user_id: Uuid,
-    keep_sid: Uuid,
-    code: &str,
-    client_ip: Option<&str>,
-) -> Result<(), ApiError> {
+pub async fn remove(state: &AppState, caller: &Caller, code: &str) -> Result<(), ApiError> {
+    let (user_id, keep_sid, client_ip) = (caller.user_id, caller.sid, caller.ip.as_deref());
     let Some(factor) = factor_of(&state.db, user_id).await? else {
         return Err(no_factor());
     };
@@ -286,11 +289,10 @@ pub async fn admin_remove(
 /// `POST /auth/mfa/recovery-codes`: a new set; the old codes stop working.
 pub async fn regenerate(
     state: &AppState,
-    user_id: Uuid,
-    keep_sid: Uuid,
+    caller: &Caller,
     code: &str,
-    client_ip: Option<&str>,
 ) -> Result<Vec<String>, ApiError> {
+    let (user_id, keep_sid, client_ip) = (caller.user_id, caller.sid, caller.ip.as_deref());
     let Some(factor) = active_factor(&state.db, user_id).await? else {
         return Err(no_factor());
     };

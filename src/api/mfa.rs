@@ -16,6 +16,7 @@ use super::{
 };
 use crate::{
     accounts::mfa,
+    auth::claims::Claims,
     error::{ApiError, ApiResult},
     state::AppState,
 };
@@ -95,6 +96,15 @@ fn codes(list: Vec<String>) -> Codes {
     )
 }
 
+/// The fresh-token caller of a factor change (`accounts::mfa::Caller`).
+fn caller(state: &AppState, req: &Request, claims: &Claims) -> mfa::Caller {
+    mfa::Caller {
+        user_id: claims.sub,
+        sid: claims.sid,
+        ip: crate::http::client_ip(req, state.settings.trust_forwarded),
+    }
+}
+
 pub struct MfaApi;
 
 #[OpenApi(tag = "Tag::Auth")]
@@ -130,15 +140,7 @@ impl MfaApi {
         auth: Fresh,
         body: Json<MfaCode>,
     ) -> ApiResult<Codes> {
-        let ip = super::client::client_meta(&state, req).ip;
-        let list = mfa::confirm(
-            &state,
-            auth.0.sub,
-            auth.0.sid,
-            &body.0.code.0,
-            ip.as_deref(),
-        )
-        .await?;
+        let list = mfa::confirm(&state, &caller(&state, req, &auth.0), &body.0.code.0).await?;
         Ok(codes(list))
     }
 
@@ -156,15 +158,7 @@ impl MfaApi {
         auth: Fresh,
         body: Json<MfaCode>,
     ) -> ApiResult<NoContent> {
-        let ip = super::client::client_meta(&state, req).ip;
-        mfa::remove(
-            &state,
-            auth.0.sub,
-            auth.0.sid,
-            &body.0.code.0,
-            ip.as_deref(),
-        )
-        .await?;
+        mfa::remove(&state, &caller(&state, req, &auth.0), &body.0.code.0).await?;
         Ok(NoContent::Done)
     }
 
@@ -182,15 +176,7 @@ impl MfaApi {
         auth: Fresh,
         body: Json<MfaCode>,
     ) -> ApiResult<Codes> {
-        let ip = super::client::client_meta(&state, req).ip;
-        let list = mfa::regenerate(
-            &state,
-            auth.0.sub,
-            auth.0.sid,
-            &body.0.code.0,
-            ip.as_deref(),
-        )
-        .await?;
+        let list = mfa::regenerate(&state, &caller(&state, req, &auth.0), &body.0.code.0).await?;
         Ok(codes(list))
     }
 
