@@ -63,19 +63,16 @@ struct Inner {
 }
 
 impl Inner {
-    fn remove_session(&mut self, sid: Uuid) -> usize {
-        match self.sessions.remove(&sid) {
-            Some(s) => {
-                self.entries -= s.tokens.len();
-                if let Some(list) = self.users.get_mut(&s.user) {
-                    list.retain(|x| *x != sid);
-                    if list.is_empty() {
-                        self.users.remove(&s.user);
-                    }
-                }
-                s.tokens.len()
+    fn remove_session(&mut self, sid: Uuid) {
+        let Some(s) = self.sessions.remove(&sid) else {
+            return;
+        };
+        self.entries -= s.tokens.len();
+        if let Some(list) = self.users.get_mut(&s.user) {
+            list.retain(|x| *x != sid);
+            if list.is_empty() {
+                self.users.remove(&s.user);
             }
-            None => 0,
         }
     }
 
@@ -280,11 +277,6 @@ impl VerifyCache {
             flushes: n(&self.stats.flushes),
         }
     }
-
-    /// `len` in bytes, about (`ENTRY_BYTES` each).
-    pub fn bytes(&self) -> usize {
-        self.len() * ENTRY_BYTES
-    }
 }
 
 #[cfg(test)]
@@ -359,7 +351,7 @@ mod tests {
         assert!(matches!(c.lookup(sid2, jti2, 1), Lookup::Miss(_)));
         assert_eq!(c.lookup(osid, ojti, 1), Lookup::Hit);
         assert_eq!(c.len(), 1);
-        assert_eq!(c.bytes(), ENTRY_BYTES);
+        assert_eq!(c.figures().bytes, ENTRY_BYTES as u64);
     }
 
     #[test]
