@@ -308,6 +308,13 @@ pub enum VerifyCacheMode {
 }
 
 impl Config {
+    /// A `REDIS_URL` that names something (blank counts as unset).
+    fn has_redis(&self) -> bool {
+        self.redis_url
+            .as_deref()
+            .is_some_and(|u| !u.trim().is_empty())
+    }
+
     /// `TESSERA_PUBLIC_URL`, or `http://` + `TESSERA_BIND`; no trailing slash.
     pub fn public_url(&self) -> String {
         match &self.public_url {
@@ -536,12 +543,7 @@ impl Config {
                 "TESSERA_DATA_KEY is shorter than {min} bytes (generate one with `openssl rand -hex 32`)"
             ));
         }
-        if self.verify_cache == VerifyCacheMode::Tracking
-            && self
-                .redis_url
-                .as_deref()
-                .is_none_or(|u| u.trim().is_empty())
-        {
+        if self.verify_cache == VerifyCacheMode::Tracking && !self.has_redis() {
             problems.push(
                 "TESSERA_VERIFY_CACHE=tracking needs REDIS_URL: the cache is invalidated by Redis (the in-memory store needs no cache)"
                     .into(),
@@ -572,11 +574,7 @@ impl Config {
                     self.database_url
                 ));
             }
-            if self
-                .redis_url
-                .as_deref()
-                .is_none_or(|u| u.trim().is_empty())
-            {
+            if !self.has_redis() {
                 problems.push(
                     "REDIS_URL is not set: production needs the shared Redis token store (the in-memory store is per process: revocations and login limits would not reach other replicas)"
                         .into(),
