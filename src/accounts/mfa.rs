@@ -227,23 +227,12 @@ pub async fn confirm(
     };
     check_code(state, &factor, code, Accept::TotpOnly, client_ip).await?;
     let codes = recovery_codes::generate(&state.data_key, user_id);
-    change_factor(state, user_id, Some(keep_sid), |txn| {
-        Box::pin(async move {
-            // The factor the code was checked against, still pending: a
-            // concurrent enrolment replaced it, or a concurrent
-            // confirmation (another step's code) won.
-            if factor_of(txn, user_id).await?.as_ref() != Some(&factor) {
-                return Err(ApiError::Conflict(
-                    "The second factor changed meanwhile; start again.".into(),
-                ));
-            }
-            let mut active: totp_factor::ActiveModel = factor.into();
-            active.confirmed = Set(true);
-            active.update(txn).await?;
-            replace_recovery_codes(txn, user_id, &codes.hashes).await?;
-            Ok(Some(true))
-        })
-    })
+    change_factor(
+        state,
+        user_id,
+        Some(keep_sid),
+        FactorChange::Confirm(factor, &codes.hashes),
+    )
     .await?;
     Ok(codes.codes)
 }
@@ -261,10 +250,7 @@ pub async fn remove(state: &AppState, caller: &Caller, code: &str) -> Result<(),
         Accept::TotpOnly
     };
     check_code(state, &factor, code, accept, client_ip).await?;
-    change_factor(state, user_id, Some(keep_sid), |txn| {
-        Box::pin(async move { delete_factor(txn, user_id).await })
-    })
-    .await?;
+    change_factor(state, user_id, Some(keep_sid), FactorChange::Remove).await?;
     Ok(())
 }
 
@@ -276,10 +262,7 @@ pub async fn admin_remove(
     user_id: Uuid,
     caller_sid: Option<Uuid>,
 ) -> Result<bool, ApiError> {
-    let changed = change_factor(state, user_id, caller_sid, |txn| {
-        Box::pin(async move { delete_factor(txn, user_id).await })
-    })
-    .await?;
+    let changed = change_factor(state, user_id, caller_sid, FactorChange::Remove).await?;
     if changed {
         tracing::info!(user = %user_id, "second factor removed by an admin");
     }
@@ -298,15 +281,12 @@ pub async fn regenerate(
     };
     check_code(state, &factor, code, Accept::TotpOrRecovery, client_ip).await?;
     let codes = recovery_codes::generate(&state.data_key, user_id);
-    change_factor(state, user_id, Some(keep_sid), |txn| {
-        Box::pin(async move {
-            if active_factor(txn, user_id).await?.is_none() {
-                return Err(no_factor());
-            }
-            replace_recovery_codes(txn, user_id, &codes.hashes).await?;
-            Ok(Some(true))
-        })
-    })
+    change_factor(
+        state,
+        user_id,
+        Some(keep_sid),
+        FactorChange::NewCodes(&codes.hashes),
+    )
     .await?;
     Ok(codes.codes)
 }
@@ -402,29 +382,65 @@ pub(super) async fn check_reset(
     check_code(state, &factor, code, Accept::TotpOrRecovery, client_ip).await
 }
 
-/// What a step of `change_factor` did: `None`, nothing; `Some(active)`,
-/// it changed the factor, which is now active or not.
-type TxnStep<'a> = std::pin::Pin<
-    Box<dyn std::future::Future<Output = Result<Option<bool>, ApiError>> + Send + 'a>,
->;
+/// What `change_factor` does to the factor, in its transaction.
+enum FactorChange<'a> {
+    /// Make this pending factor (the one the code was checked against)
+    /// active, with these recovery-code hashes.
+    Confirm(totp_factor::Model, &'a [String]),
+    /// Delete the factor and its recovery codes.
+    Remove,
+    /// Replace the active factor's recovery codes with these hashes.
+    NewCodes(&'a [String]),
+}
 
-/// Locks the user, runs `step`, sets `mfa_enabled` to what the step left,
+/// Applies `change` under the user's lock. `None`: nothing changed;
+/// `Some(active)`: the factor changed and is now active or not.
+async fn apply_change(
+    txn: &DatabaseTransaction,
+    user_id: Uuid,
+    change: FactorChange<'_>,
+) -> Result<Option<bool>, ApiError> {
+    match change {
+        FactorChange::Confirm(factor, hashes) => {
+            // Still the pending factor the code was checked against: a
+            // concurrent enrolment replaced it, or a concurrent
+            // confirmation (another step's code) won.
+            if factor_of(txn, user_id).await?.as_ref() != Some(&factor) {
+                return Err(ApiError::Conflict(
+                    "The second factor changed meanwhile; start again.".into(),
+                ));
+            }
+            let mut active: totp_factor::ActiveModel = factor.into();
+            active.confirmed = Set(true);
+            active.update(txn).await?;
+            replace_recovery_codes(txn, user_id, hashes).await?;
+            Ok(Some(true))
+        }
+        FactorChange::Remove => delete_factor(txn, user_id).await,
+        FactorChange::NewCodes(hashes) => {
+            if active_factor(txn, user_id).await?.is_none() {
+                return Err(no_factor());
+            }
+            replace_recovery_codes(txn, user_id, hashes).await?;
+            Ok(Some(true))
+        }
+    }
+}
+
+/// Locks the user, applies `change`, sets `mfa_enabled` to what it left,
 /// replaces the stamp and ends the user's sessions but `keep` (see the top
 /// for the order). `Ok(false)`: no such user.
-async fn change_factor<F>(
+async fn change_factor(
     state: &AppState,
     user_id: Uuid,
     keep: Option<Uuid>,
-    step: F,
-) -> Result<bool, ApiError>
-where
-    F: for<'t> FnOnce(&'t DatabaseTransaction) -> TxnStep<'t>,
-{
+    change: FactorChange<'_>,
+) -> Result<bool, ApiError> {
     let txn = state.db.begin().await?;
     let Some(current) = lock_user(&txn, user_id).await? else {
         return Ok(false);
     };
-    let Some(enabled) = step(&txn).await? else {
+    let Some(enabled) = apply_change(&txn, user_id, change).await? else {
         // Nothing to change (an admin removing a factor that is not
         // there): no session ends.
         return Ok(true);
