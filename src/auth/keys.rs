@@ -20,7 +20,10 @@ use jsonwebtoken::{
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 
-use super::claims::{Claims, TokenType};
+use super::{
+    claims::{Claims, TokenType},
+    verified_tokens::{self, VerifiedTokens},
+};
 use crate::error::ApiError;
 
 /// Tokens longer than this are refused before any parsing (no JWT we issue
@@ -54,6 +57,9 @@ pub struct KeyRing {
     verify: Vec<VerifyKey>,
     /// Ed25519 public keys, the signing one (if any) first.
     jwks: Vec<PublicJwk>,
+    /// Access tokens that verified with this ring (they are checked on
+    /// every request of their session).
+    verified: VerifiedTokens,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -192,6 +198,7 @@ impl KeyRing {
             encoding,
             verify: ring.verify,
             jwks: ring.jwks,
+            verified: VerifiedTokens::new(verified_tokens::CAPACITY, s.leeway_secs),
         })
     }
 
@@ -221,7 +228,21 @@ impl KeyRing {
     }
 
     /// Verifies signature and claims and that the token is of `expected` type.
+    /// An access token that verified before is answered from the memo
+    /// (`verified_tokens`), its time checked again.
     pub fn verify(&self, token: &str, expected: TokenType) -> Result<Claims, ApiError> {
+        if expected != TokenType::Access {
+            return self.verify_in_full(token, expected);
+        }
+        if let Some(known) = self.verified.get(token) {
+            return known;
+        }
+        let claims = self.verify_in_full(token, expected)?;
+        self.verified.insert(token, &claims);
+        Ok(claims)
+    }
+
+    fn verify_in_full(&self, token: &str, expected: TokenType) -> Result<Claims, ApiError> {
         if token.is_empty() || token.len() > MAX_TOKEN_LEN {
             return Err(ApiError::TokenInvalid);
         }
@@ -352,6 +373,37 @@ mod tests {
             r.verify(&t, TokenType::Refresh),
             Err(ApiError::TokenInvalid)
         ));
+    }
+
+    #[test]
+    fn a_remembered_token_vouches_for_no_other_text() {
+        let r = ring(SECRET);
+        let c = claims(TokenType::Access);
+        let t = r.sign(&c).unwrap();
+        assert_eq!(r.verify(&t, TokenType::Access).unwrap(), c);
+        // The second check is answered from the memo, with the same claims.
+        assert_eq!(r.verify(&t, TokenType::Access).unwrap(), c);
+        // Any changed byte (signature, claims, a padding character) is
+        // verified in full, and refused.
+        let mut sig_changed = t.clone();
+        let last = sig_changed.pop().unwrap();
+        sig_changed.push(if last == 'A' { 'B' } else { 'A' });
+        let (head, rest) = t.split_once('.').unwrap();
+        let claims_changed = format!("{head}.{}", rest.replacen('e', "f", 1));
+        for bad in [
+            sig_changed,
+            claims_changed,
+            format!("{t}="),
+            format!(" {t}"),
+        ] {
+            assert!(
+                matches!(
+                    r.verify(&bad, TokenType::Access),
+                    Err(ApiError::TokenInvalid)
+                ),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -16,4 +16,5 @@ pub mod server_key;
 pub mod store;
 pub mod tokens;
 pub mod totp;
+pub mod verified_tokens;
 pub mod verify_cache;

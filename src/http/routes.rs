@@ -1,6 +1,8 @@
 //! Route templates (`/employees/{id}`) for metrics and access logs: a raw
 //! path holds ids, and labelling by it would grow one series per id.
 
+use std::collections::HashMap;
+
 /// One segment of a template.
 #[derive(Debug)]
 enum Seg {
@@ -58,6 +60,11 @@ pub struct RouteTemplates {
     templates: Vec<Template>,
     /// Nested routes (`/docs`): the prefix itself and anything below it.
     prefixes: Vec<String>,
+    /// Templates without parameters, by their text: such a template matches
+    /// exactly its own path, and no template is more specific, so most
+    /// requests (every `/auth/verify`) are labelled by one lookup instead
+    /// of a walk over all templates.
+    literal: HashMap<String, usize>,
 }
 
 impl RouteTemplates {
@@ -95,10 +102,20 @@ impl RouteTemplates {
                 .map(|s| matches!(s, Seg::Param))
                 .collect::<Vec<_>>()
         });
+        self.literal = self
+            .templates
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| t.segs.iter().all(|s| matches!(s, Seg::Literal(_))))
+            .map(|(i, t)| (t.label.clone(), i))
+            .collect();
     }
 
     /// The template of `path` (without query), or `UNMATCHED`.
     pub fn label(&self, path: &str) -> &str {
+        if let Some(&i) = self.literal.get(path) {
+            return &self.templates[i].label;
+        }
         if let Some(t) = self.templates.iter().find(|t| t.matches(path)) {
             return &t.label;
         }
