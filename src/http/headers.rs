@@ -1,10 +1,8 @@
 //! Security headers on every response, and the CSP of the docs page.
 
-use std::sync::Arc;
-
 use base64::Engine as _;
 use poem::{
-    Endpoint, Request, Response,
+    Response,
     http::{HeaderValue, header},
 };
 use sha2::{Digest, Sha256};
@@ -63,22 +61,37 @@ pub fn docs_csp(docs_html: Option<&str>) -> String {
     )
 }
 
-fn is_docs(path: &str) -> bool {
-    path == "/docs" || path.starts_with("/docs/")
+/// What a path serves, as far as its security headers care.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Served {
+    /// Swagger UI (`/docs` and below): its own CSP, cacheable.
+    Docs,
+    /// The OpenAPI document: cacheable.
+    Document,
+    /// A link page: `PAGE_CSP`.
+    Page,
+    /// Everything else: `API_CSP`.
+    Api,
+}
+
+impl Served {
+    pub fn of(path: &str) -> Self {
+        if path == "/docs" || path.starts_with("/docs/") {
+            Self::Docs
+        } else if path == "/openapi.json" {
+            Self::Document
+        } else if crate::api::pages::PAGE_PATHS.contains(&path) {
+            Self::Page
+        } else {
+            Self::Api
+        }
+    }
 }
 
 /// Security headers on every response, errors and preflights included.
 /// Everything but the public documents is `Cache-Control: no-store` unless the
 /// handler chose otherwise: API responses carry tokens and personal data.
-pub async fn security_headers<E: Endpoint>(
-    ep: Arc<E>,
-    req: Request,
-    docs_csp: HeaderValue,
-) -> poem::Result<Response> {
-    let docs = is_docs(req.uri().path());
-    let page = crate::api::pages::PAGE_PATHS.contains(&req.uri().path());
-    let public = docs || req.uri().path() == "/openapi.json";
-    let mut resp = ep.get_response(req).await;
+pub fn security_headers(resp: &mut Response, served: Served, docs_csp: &HeaderValue) {
     let h = resp.headers_mut();
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,
@@ -91,18 +104,16 @@ pub async fn security_headers<E: Endpoint>(
     );
     h.insert(
         header::CONTENT_SECURITY_POLICY,
-        if docs {
-            docs_csp
-        } else if page {
-            HeaderValue::from_static(PAGE_CSP)
-        } else {
-            HeaderValue::from_static(API_CSP)
+        match served {
+            Served::Docs => docs_csp.clone(),
+            Served::Page => HeaderValue::from_static(PAGE_CSP),
+            Served::Document | Served::Api => HeaderValue::from_static(API_CSP),
         },
     );
+    let public = matches!(served, Served::Docs | Served::Document);
     if !public && !h.contains_key(header::CACHE_CONTROL) {
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
-    Ok(resp)
 }
 
 #[cfg(test)]

@@ -1,11 +1,11 @@
 //! Request ids (echoed or generated), and the one log line and metrics
 //! sample per request.
 
-use std::{sync::Arc, time::Instant};
+use std::time::Instant;
 
 use super::RouteTemplates;
 
-use poem::{Endpoint, IntoResponse, Request, Response, http::HeaderValue};
+use poem::{Request, Response, http::HeaderValue};
 use uuid::Uuid;
 
 pub const REQUEST_ID: &str = "x-request-id";
@@ -18,12 +18,13 @@ fn valid_request_id(v: &HeaderValue) -> Option<String> {
 
 /// Outermost layer: every response carries `x-request-id`, and one log line
 /// per request (path without query: tokens must never reach the logs), with
-/// the route template that also labels the request's metrics.
-pub async fn request_id<E: Endpoint>(
-    ep: Arc<E>,
-    req: Request,
-    routes: Arc<RouteTemplates>,
-) -> poem::Result<Response> {
+/// the route template that also labels the request's metrics. `next`
+/// answers the request.
+pub async fn request_id<F, Fut>(req: Request, routes: &RouteTemplates, next: F) -> Response
+where
+    F: FnOnce(Request) -> Fut,
+    Fut: Future<Output = Response>,
+{
     let id = req
         .headers()
         .get(REQUEST_ID)
@@ -32,10 +33,7 @@ pub async fn request_id<E: Endpoint>(
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     let started = Instant::now();
-    let mut resp = match ep.call(req).await {
-        Ok(r) => r.into_response(),
-        Err(e) => e.into_response(),
-    };
+    let mut resp = next(req).await;
     if let Ok(v) = HeaderValue::from_str(&id) {
         resp.headers_mut().insert(REQUEST_ID, v);
     }
@@ -52,7 +50,7 @@ pub async fn request_id<E: Endpoint>(
         ms = elapsed.as_millis() as u64,
         "request"
     );
-    Ok(resp)
+    resp
 }
 
 /// The path as logged: at most 200 characters, and any segment longer than
