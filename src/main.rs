@@ -84,7 +84,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     tracing::info!(bind = %config.bind, "tessera listening; Swagger UI at /docs");
     let limits = tessera::server::Limits::from_config(&config);
     let sender = tessera::mail::sender::start(state.clone(), Default::default());
-    let served = tessera::server::serve(listener, tessera::app(state), limits, shutdown)
+    let app = tessera::app(state);
+    tessera::server::release_startup_memory();
+    let served = tessera::server::serve(listener, app, limits, shutdown)
         .await
         .context("server error");
     // After the last request: mail they queued still goes out if it can.
