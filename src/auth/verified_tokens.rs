@@ -14,14 +14,11 @@
 //! nothing about revocation: the store (or the verify cache) is asked after
 //! it, as before.
 
-use std::{
-    collections::HashMap,
-    time::{SystemTime, UNIX_EPOCH},
-};
+use std::collections::HashMap;
 
 use parking_lot::Mutex;
 
-use super::claims::Claims;
+use super::{claims::Claims, store::now_secs};
 use crate::error::ApiError;
 
 /// Tokens kept at most (each about 0.5 KB: its text and its claims).
@@ -88,12 +85,6 @@ impl VerifiedTokens {
     fn len(&self) -> usize {
         self.map.lock().len()
     }
-}
-
-fn now_secs() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 #[cfg(test)]
