@@ -37,12 +37,12 @@ pub fn app(state: Arc<AppState>) -> impl Endpoint + 'static {
     let allow = Arc::new(AllowTable::from_spec(&spec_json));
     // The routes below besides the API's own: every path gets a bounded label.
     let routes = Arc::new(
-        RouteTemplates::from_spec(&spec_json)
-            .with_exact("/openapi.json")
-            .with_exact("/metrics")
-            .with_exact(api::pages::SCRIPT_PATH)
-            .with_exact(api::pages::STYLE_PATH)
-            .with_prefix("/docs"),
+        OUTSIDE_API
+            .iter()
+            .fold(RouteTemplates::from_spec(&spec_json), |t, path| {
+                t.with_exact(path)
+            })
+            .with_prefix(DOCS),
     );
     let docs_csp = http::docs_csp(Some(&api.swagger_ui_html()));
     let docs = api.swagger_ui();
@@ -67,13 +67,13 @@ pub fn app(state: Arc<AppState>) -> impl Endpoint + 'static {
         routes,
     };
     let others = Route::new()
-        .at("/openapi.json", spec)
-        .at("/metrics", poem::get(metrics_endpoint))
+        .at(DOCUMENT, spec)
+        .at(METRICS, poem::get(metrics_endpoint))
         // The link pages' script and stylesheet (the pages themselves are
         // API operations, in the document).
         .at(api::pages::SCRIPT_PATH, poem::get(api::pages::script))
         .at(api::pages::STYLE_PATH, poem::get(api::pages::style))
-        .nest("/docs", docs);
+        .nest(DOCS, docs);
     let routes = Dispatch {
         api: api.into_endpoint(),
         others,
@@ -111,13 +111,26 @@ impl<A: Endpoint, O: Endpoint> Endpoint for Dispatch<A, O> {
     }
 }
 
+const DOCUMENT: &str = "/openapi.json";
+const METRICS: &str = "/metrics";
+/// Swagger UI: this path and everything below it.
+const DOCS: &str = "/docs";
+
+/// The exact paths of the routes outside the API (and outside its document).
+const OUTSIDE_API: [&str; 4] = [
+    DOCUMENT,
+    METRICS,
+    api::pages::SCRIPT_PATH,
+    api::pages::STYLE_PATH,
+];
+
 /// The paths `Dispatch` gives to the routes outside the API: as `Route`
-/// matches them (`/docs` and anything below it, the others exactly).
+/// matches them (`DOCS` and anything below it, the others exactly).
 fn outside_api(path: &str) -> bool {
-    matches!(
-        path,
-        "/openapi.json" | "/metrics" | api::pages::SCRIPT_PATH | api::pages::STYLE_PATH | "/docs"
-    ) || path.starts_with("/docs/")
+    OUTSIDE_API.contains(&path)
+        || path
+            .strip_prefix(DOCS)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
 }
 
 /// The OpenAPI document as YAML (what `tessera openapi` prints).
@@ -142,4 +155,32 @@ fn metrics_endpoint(state: poem::web::Data<&Arc<AppState>>) -> poem::Response {
                 .reduce(metrics::PoolStats::plus),
             state.tokens.cache.as_deref().map(|c| c.figures()),
         ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::outside_api;
+
+    #[test]
+    fn only_the_routes_outside_the_api_leave_it() {
+        for path in [
+            "/openapi.json",
+            "/metrics",
+            "/docs",
+            "/docs/",
+            "/docs/index.js",
+        ] {
+            assert!(outside_api(path), "{path}");
+        }
+        for path in [
+            "/docsx",
+            "/metrics/",
+            "/auth/verify",
+            "/",
+            "/account/reset-password",
+        ] {
+            assert!(!outside_api(path), "{path}");
+        }
+        assert!(outside_api(crate::api::pages::SCRIPT_PATH));
+    }
 }
